@@ -47,5 +47,14 @@ test: venv images fixture ## The whole suite: lint, pytest, every molecule scena
 	scripts/run_molecule.sh || rc=1; \
 	echo "make test: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
 
+demo: venv images fixture ## Bring up the demo fleet (containers) and provision it with site.yml
+	scripts/demo.sh up
+
+demo-down: ## Remove the demo fleet's containers and network
+	scripts/demo.sh down
+
+bench: venv images fixture ## Benchmark on the demo fleet (prints figures; not a test)
+	$(BIN)/python scripts/bench.py
+
 clean: ## Remove build outputs (not the images)
 	rm -rf build .pytest_cache
