@@ -1,0 +1,434 @@
+# -*- coding: utf-8 -*-
+"""Build the AUTOMATIC1111 webui command line for one service instance.
+
+Pure functions (testable without Ansible) plus ``FilterModule``:
+
+* ``webui_instances``: the instances a host runs (one per GPU, or one).
+* ``webui_args``: the argv tail after ``launch.py`` for one instance.
+* ``webui_systemd_argv``: that argv quoted for a systemd ``ExecStart=`` line.
+* ``webui_auth_lines``: the ``--gradio-auth-path`` file content.
+* ``webui_api_auth_env``: the ``COMMANDLINE_ARGS`` line of the 0600
+  EnvironmentFile that carries ``--api-auth`` (never argv).
+
+Every flag that ``webui_args`` emits is in ``ALLOWED_FLAGS``: flags of the real
+webui v1.10.1 (``modules/cmd_args.py``, see docs webui.md sections 7 and 10).
+Flags the role manages through its own variables are refused in extra args,
+with the name of the variable to use instead.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: webui_args
+short_description: Argument list of one AUTOMATIC1111 webui instance
+description:
+  - Builds the argument list (after C(launch.py)) of one webui instance from the GPU record
+    (C(sdfleet_gpu.gpus[i]): tier and flags), the exposure variables and extra args.
+  - Deduplicates and resolves contradictions (the lowest VRAM tier wins; C(--no-half) drops C(--upcast-sampling)).
+  - Always adds C(--no-download-sd-model). Refuses flags the real webui does not know.
+positional: _input
+options:
+  _input:
+    description: The GPU record (C(index), C(tier), C(flags)); an empty dict means a CPU host.
+    type: dict
+    required: true
+  port:
+    description: TCP port of this instance.
+    type: int
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Arguments of instance 0
+  ansible.builtin.debug:
+    msg: "{{ sdfleet_gpu.gpus[0] | sdfleet.toolkit.webui_args(port=7860, listen=false, api=true) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The argument list, one token per item.
+  type: list
+  elements: str
+"""
+
+# Tiers, lowest first. The public names are the contract of nvidia_check.
+TIERS: tuple[str, ...] = ("cpu", "lowvram", "medvram", "medvram_sdxl", "full")
+
+# The VRAM flag of each GPU tier; "full" has none, "cpu" has its own recipe.
+TIER_VRAM_FLAG: dict[str, str] = {
+    "lowvram": "--lowvram",
+    "medvram": "--medvram",
+    "medvram_sdxl": "--medvram-sdxl",
+}
+VRAM_FLAGS_LOW_FIRST: tuple[str, ...] = ("--lowvram", "--medvram", "--medvram-sdxl")
+
+# The wiki's CPU-only recipe (webui.md section 11).
+CPU_TIER_ARGS: tuple[str, ...] = ("--use-cpu", "all", "--precision", "full", "--no-half", "--skip-torch-cuda-test")
+
+# Flags that only make sense with a CUDA GPU: dropped on the cpu tier.
+CUDA_ONLY_FLAGS: frozenset[str] = frozenset(
+    {"--lowvram", "--medvram", "--medvram-sdxl", "--xformers", "--force-enable-xformers",
+     "--xformers-flash-attention", "--reinstall-xformers", "--upcast-sampling"})
+
+# Real webui v1.10.1 flags (webui.md sections 4, 5, 7, 10) -> number of values.
+# 0: a switch; 1: one value; "+": one or more values up to the next flag.
+Arity = Union[int, str]
+ALLOWED_FLAGS: dict[str, Arity] = {
+    # VRAM, precision, attention (section 10)
+    "--lowvram": 0, "--medvram": 0, "--medvram-sdxl": 0, "--lowram": 0,
+    "--disable-model-loading-ram-optimization": 0,
+    "--xformers": 0, "--force-enable-xformers": 0, "--xformers-flash-attention": 0, "--reinstall-xformers": 0,
+    "--opt-sdp-attention": 0, "--opt-sdp-no-mem-attention": 0, "--opt-split-attention": 0,
+    "--opt-split-attention-invokeai": 0, "--opt-split-attention-v1": 0, "--opt-sub-quad-attention": 0,
+    "--sub-quad-q-chunk-size": 1, "--sub-quad-kv-chunk-size": 1, "--sub-quad-chunk-threshold": 1,
+    "--disable-opt-split-attention": 0, "--no-half": 0, "--no-half-vae": 0, "--precision": 1,
+    "--upcast-sampling": 0, "--opt-channelslast": 0, "--use-cpu": "+", "--use-ipex": 0,
+    "--skip-torch-cuda-test": 0, "--disable-nan-check": 0,
+    # launcher (section 4)
+    "--skip-prepare-environment": 0, "--skip-install": 0, "--skip-python-version-check": 0,
+    "--reinstall-torch": 0, "--update-check": 0, "--no-download-sd-model": 0,
+    "--do-not-download-clip": 0, "--no-hashing": 0, "--loglevel": 1,
+    # models and paths (section 5)
+    "--ckpt": 1, "--ckpt-dir": 1, "--vae-dir": 1, "--vae-path": 1, "--lora-dir": 1,
+    "--hypernetwork-dir": 1, "--localizations-dir": 1, "--styles-file": 1, "--no-prompt-history": 0,
+    # network, auth, UI (section 7)
+    "--port": 1, "--listen": 0, "--server-name": 1, "--share": 0, "--gradio-auth-path": 1, "--api": 0,
+    "--data-dir": 1, "--models-dir": 1, "--embeddings-dir": 1, "--freeze-settings": 0,
+    "--freeze-settings-in-sections": 1, "--freeze-specific-settings": 1, "--hide-ui-dir-config": 0,
+    "--enable-insecure-extension-access": 0, "--disable-all-extensions": 0, "--disable-extra-extensions": 0,
+    "--cors-allow-origins": 1, "--cors-allow-origins-regex": 1, "--tls-keyfile": 1, "--tls-certfile": 1,
+    "--disable-tls-verify": 0, "--subpath": 1, "--theme": 1,
+}
+
+# Flags the role sets from its own variables: refused in extra args.
+MANAGED_FLAGS: dict[str, str] = {
+    "--port": "webui_service_base_port (instance N listens on base port + N)",
+    "--listen": "webui_service_listen",
+    "--server-name": "webui_service_listen_address",
+    "--share": "webui_service_share",
+    "--gradio-auth": "webui_service_auth_users (written to a 0600 --gradio-auth-path file)",
+    "--gradio-auth-path": "webui_service_auth_users (written to a 0600 --gradio-auth-path file)",
+    "--api-auth": "webui_service_api_auth_users (passed through a 0600 EnvironmentFile)",
+    "--api": "webui_service_api",
+    "--data-dir": "webui_service_data_root (instance N uses <data_root>/instance-N)",
+    "--models-dir": "webui_service_models_dir",
+    "--embeddings-dir": "webui_service_embeddings_dir",
+    "--freeze-settings": "webui_service_freeze_settings",
+    "--enable-insecure-extension-access": "webui_service_insecure_extension_access",
+    "--theme": "webui_service_theme",
+    "--device-id": "nothing: each instance sees only its GPU through CUDA_VISIBLE_DEVICES",
+}
+
+# Real flags that the role refuses outright, with the reason.
+REFUSED_FLAGS: dict[str, str] = {
+    "--nowebui": "the API-only server has no /internal/ping, so the health gate cannot work",
+    "--ngrok": "a public tunnel the exposure checks do not cover; use webui_service_share or a reverse proxy",
+    "--allow-code": "it runs arbitrary Python sent by any UI user",
+    "--disable-safe-unpickle": "it loads pickled checkpoints without the safety check",
+}
+
+THEMES: frozenset[str] = frozenset({"light", "dark"})
+
+
+def _fail(msg: str) -> AnsibleFilterError:
+    return AnsibleFilterError(msg)
+
+
+def _tokens(extra_args: Union[str, Sequence[Any], None]) -> list[str]:
+    """Split extra args (a list of strings, each shell-split) into tokens; ``--f=v`` -> ``--f v``."""
+    if extra_args is None:
+        return []
+    items: Iterable[Any] = [extra_args] if isinstance(extra_args, str) else extra_args
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+            raise _fail(f"webui_service_extra_args: {item!r} is not a string; "
+                        "give a list of strings such as ['--xformers', '--precision full']")
+        for tok in shlex.split(str(item)):
+            if tok.startswith("--") and "=" in tok:
+                flag, value = tok.split("=", 1)
+                out.extend([flag, value])
+            else:
+                out.append(tok)
+    return out
+
+
+def parse_flags(tokens: Sequence[str], source: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Parse tokens into ``(flag, values)`` pairs, checking each flag against the allow-list.
+
+    ``source`` names where the tokens came from, for the error message.
+    """
+    parsed: list[tuple[str, tuple[str, ...]]] = []
+    i = 0
+    while i < len(tokens):
+        flag = tokens[i]
+        if not flag.startswith("--"):
+            raise _fail(f"{source}: {flag!r} is not a flag (values must follow their flag, "
+                        f"e.g. '--precision full'); check the quoting of {list(tokens)!r}")
+        if flag in MANAGED_FLAGS and source == "webui_service_extra_args":
+            raise _fail(f"{source}: {flag} is managed by the role; set {MANAGED_FLAGS[flag]} instead")
+        if flag in REFUSED_FLAGS:
+            raise _fail(f"{source}: {flag} is refused: {REFUSED_FLAGS[flag]}; remove it")
+        if flag not in ALLOWED_FLAGS:
+            raise _fail(f"{source}: {flag} is not a known AUTOMATIC1111 webui v1.10 flag "
+                        "(the webui exits on unknown flags); fix the spelling or remove it. "
+                        f"Known flags: {', '.join(sorted(ALLOWED_FLAGS))}")
+        arity = ALLOWED_FLAGS[flag]
+        i += 1
+        values: list[str] = []
+        if arity == "+":
+            while i < len(tokens) and not tokens[i].startswith("--"):
+                values.append(tokens[i])
+                i += 1
+            if not values:
+                raise _fail(f"{source}: {flag} needs at least one value")
+        else:
+            for _ in range(int(arity)):
+                if i >= len(tokens) or tokens[i].startswith("--"):
+                    raise _fail(f"{source}: {flag} needs a value, e.g. '{flag} VALUE'")
+                values.append(tokens[i])
+                i += 1
+        parsed.append((flag, tuple(values)))
+    return parsed
+
+
+def effective_tier(gpu: Optional[Mapping[str, Any]], tier: str = "auto") -> str:
+    """The tier of an instance: the pinned ``tier`` unless ``auto``, else the record's (cpu when no record)."""
+    if tier not in ("auto",) + TIERS:
+        raise _fail(f"webui_service_gpu_tier: {tier!r} is not a tier; use auto or one of {', '.join(TIERS)}")
+    if tier != "auto":
+        return tier
+    rec_tier = (gpu or {}).get("tier") or "cpu"
+    if rec_tier not in TIERS:
+        raise _fail(f"sdfleet_gpu: GPU record tier {rec_tier!r} is not one of {', '.join(TIERS)}; "
+                    "rerun the nvidia_check role or pin webui_service_gpu_tier")
+    return str(rec_tier)
+
+
+def _merge(pairs: Iterable[tuple[str, tuple[str, ...]]], tier: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Deduplicate (a later value of a valued flag replaces an earlier one) and resolve contradictions."""
+    merged: dict[str, tuple[str, ...]] = {}
+    for flag, values in pairs:
+        if flag in merged and ALLOWED_FLAGS[flag] != 0 and flag != "--styles-file":
+            merged[flag] = values  # later source wins, keeps first position
+        elif flag == "--styles-file":
+            merged.setdefault(flag, ())
+            merged[flag] = merged[flag] + tuple(v for v in values if v not in merged[flag])
+        else:
+            merged.setdefault(flag, values)
+    if tier == "cpu":
+        for flag in CUDA_ONLY_FLAGS:
+            merged.pop(flag, None)
+    # The lowest VRAM tier present wins (--lowvram beats --medvram beats --medvram-sdxl).
+    present = [f for f in VRAM_FLAGS_LOW_FIRST if f in merged]
+    for flag in present[1:]:
+        merged.pop(flag)
+    if "--no-half" in merged:
+        merged.pop("--upcast-sampling", None)  # no effect together with --no-half
+        if merged.get("--precision") == ("half",):
+            raise _fail("webui_service_extra_args: '--precision half' contradicts '--no-half' "
+                        f"(tier {tier} or extra args); remove one of them")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for flag, values in merged.items():
+        if flag == "--styles-file":
+            out.extend((flag, (v,)) for v in values)
+        else:
+            out.append((flag, values))
+    return out
+
+
+def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto", listen: bool = False,
+               listen_address: str = "", share: bool = False, auth_path: str = "", api: bool = False,
+               data_dir: str = "", models_dir: str = "", embeddings_dir: str = "",
+               freeze_settings: bool = False, insecure_extension_access: bool = False, theme: str = "",
+               extra_args: Union[str, Sequence[Any], None] = None) -> list[str]:
+    """Return the argument list (after ``launch.py``) of one instance.
+
+    ``gpu`` is one record of ``sdfleet_gpu.gpus`` (``tier`` and ``flags`` are read), or ``{}``/``None``
+    on a CPU host. Secrets never appear here: UI users go through the file at ``auth_path`` and API
+    users through ``webui_api_auth_env``.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _fail(f"webui_service_base_port: port {port!r} is out of range; use 1-65535")
+    if theme and theme not in THEMES:
+        raise _fail(f"webui_service_theme: {theme!r} is not a webui theme; use '', 'light' or 'dark'")
+    tier_name = effective_tier(gpu, tier)
+
+    tier_pairs: list[tuple[str, tuple[str, ...]]]
+    if tier_name == "cpu":
+        tier_pairs = parse_flags(CPU_TIER_ARGS, "cpu tier")
+    elif tier_name in TIER_VRAM_FLAG:
+        tier_pairs = [(TIER_VRAM_FLAG[tier_name], ())]
+    else:
+        tier_pairs = []
+    record_flags = list((gpu or {}).get("flags") or [])
+    record_pairs = [(f, v) for f, v in parse_flags(_tokens(record_flags), "sdfleet_gpu GPU record flags")
+                    if f not in VRAM_FLAGS_LOW_FIRST]  # the tier decides the VRAM flag
+    extra_pairs = parse_flags(_tokens(extra_args), "webui_service_extra_args")
+
+    managed: list[tuple[str, tuple[str, ...]]] = [("--no-download-sd-model", ())]
+    for flag, value in (("--data-dir", data_dir), ("--models-dir", models_dir),
+                        ("--embeddings-dir", embeddings_dir)):
+        if value:
+            managed.append((flag, (str(value),)))
+    managed.append(("--port", (str(port),)))
+    if listen_address:
+        managed.append(("--server-name", (str(listen_address),)))  # wins over --listen upstream
+    elif listen:
+        managed.append(("--listen", ()))
+    if share:
+        managed.append(("--share", ()))
+    if auth_path:
+        managed.append(("--gradio-auth-path", (str(auth_path),)))
+    if api:
+        managed.append(("--api", ()))
+    if freeze_settings:
+        managed.append(("--freeze-settings", ()))
+    if insecure_extension_access:
+        managed.append(("--enable-insecure-extension-access", ()))
+    if theme:
+        managed.append(("--theme", (theme,)))
+
+    out: list[str] = []
+    for flag, values in _merge(tier_pairs + record_pairs + extra_pairs + managed, tier_name):
+        out.append(flag)
+        out.extend(values)
+    return out
+
+
+def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
+                    data_root: str = "/var/lib/sd-webui", tier: str = "auto") -> list[dict[str, Any]]:
+    """The instances of a host: one per GPU in ``sdfleet_gpu.gpus``; one when asked, on cpu, or without GPUs.
+
+    Each item: ``{index, port, data_dir, cuda_visible_devices, tier, gpu}``; ``cuda_visible_devices`` is
+    ``""`` for a CPU instance (nothing exported).
+    """
+    if isinstance(base_port, bool) or not isinstance(base_port, int):
+        raise _fail(f"webui_service_base_port: {base_port!r} is not an integer port")
+    facts = gpu_facts or {}
+    gpus = [g for g in (facts.get("gpus") or []) if isinstance(g, Mapping)]
+    host_tier = tier if tier != "auto" else (facts.get("tier") or ("cpu" if not gpus else "auto"))
+    if host_tier == "cpu" or not gpus:
+        records: list[Mapping[str, Any]] = [{"index": 0, "tier": "cpu", "flags": []}]
+        cpu = True
+    else:
+        records = sorted(gpus, key=lambda g: int(g.get("index", 0)))
+        cpu = False
+        if single_instance:
+            records = records[:1]
+    out: list[dict[str, Any]] = []
+    for n, rec in enumerate(records):
+        port = base_port + n
+        if not 1 <= port <= 65535:
+            raise _fail(f"webui_service_base_port: instance {n} would listen on port {port}, out of 1-65535; "
+                        "lower webui_service_base_port")
+        out.append({
+            "index": n,
+            "port": port,
+            "data_dir": f"{data_root.rstrip('/')}/instance-{n}",
+            "cuda_visible_devices": "" if cpu else str(rec.get("index", n)),
+            "tier": effective_tier(rec, tier if not cpu else "cpu"),
+            "gpu": dict(rec),
+        })
+    return out
+
+
+_SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
+
+
+def webui_systemd_argv(args: Sequence[Any]) -> str:
+    """Quote an argv for a systemd ``ExecStart=`` line (``%`` and ``$`` escaped, quotes where needed)."""
+    parts: list[str] = []
+    for arg in args:
+        text = str(arg)
+        if "\n" in text:
+            raise _fail(f"webui_systemd_argv: argument {text!r} holds a newline")
+        text = text.replace("%", "%%").replace("$", "$$")
+        if not _SYSTEMD_SAFE.match(text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(text)
+    return " ".join(parts)
+
+
+def _users(users: Any, variable: str) -> list[tuple[str, str]]:
+    if not users:
+        return []
+    if not isinstance(users, Sequence) or isinstance(users, str):
+        raise _fail(f"{variable}: expected a list of {{username, password}}, got a {type(users).__name__}")
+    out: list[tuple[str, str]] = []
+    for i, user in enumerate(users):
+        if not isinstance(user, Mapping) or not user.get("username") or not user.get("password"):
+            raise _fail(f"{variable}[{i}]: each entry needs a non-empty username and password")
+        name, pw = str(user["username"]), str(user["password"])
+        if any(c in name + pw for c in "\n\r"):
+            raise _fail(f"{variable}[{i}] ({name!r}): newlines are not allowed in usernames or passwords")
+        out.append((name, pw))
+    return out
+
+
+def webui_auth_lines(users: Any) -> str:
+    """Content of the ``--gradio-auth-path`` file: one ``user:password`` per line.
+
+    The webui splits each entry on its first ``:`` and entries on ``,``: usernames with ``:`` or ``,``
+    and passwords with ``,`` are refused.
+    """
+    lines: list[str] = []
+    for i, (name, pw) in enumerate(_users(users, "webui_service_auth_users")):
+        if ":" in name or "," in name or "," in pw or name != name.strip() or pw != pw.strip():
+            raise _fail(f"webui_service_auth_users[{i}] ({name!r}): usernames may not hold ':' or ',', "
+                        "passwords may not hold ',' and neither may start or end with spaces; choose another")
+        lines.append(f"{name}:{pw}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _env_double_quote(value: str) -> str:
+    """Quote for a systemd EnvironmentFile and POSIX sh alike: ``"..."`` escaping ``\\ " $ `` ``."""
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
+
+
+def webui_api_auth_env(users: Any) -> str:
+    """The ``COMMANDLINE_ARGS=...`` line carrying ``--api-auth`` (empty string without users).
+
+    The webui splits each API entry on every ``:``, so passwords with ``:`` or ``,`` are refused.
+    The line is valid for systemd's EnvironmentFile and for ``sh`` (``. file``); Python shlex-splits it.
+    """
+    entries: list[str] = []
+    for i, (name, pw) in enumerate(_users(users, "webui_service_api_auth_users")):
+        if ":" in name + pw or "," in name + pw:
+            raise _fail(f"webui_service_api_auth_users[{i}] ({name!r}): API usernames and passwords may not "
+                        "hold ':' or ',' (the webui crashes on them); choose another password")
+        entries.append(f"{name}:{pw}")
+    if not entries:
+        return ""
+    value = "--api-auth " + shlex.quote(",".join(entries))
+    return "COMMANDLINE_ARGS=" + _env_double_quote(value) + "\n"
+
+
+def webui_env_line(name: str, value: Any) -> str:
+    """One ``NAME="value"`` line valid for a systemd EnvironmentFile and for ``sh``."""
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+        raise _fail(f"environment variable name {name!r} is not valid; use letters, digits and _")
+    text = str(value)
+    if "\n" in text:
+        raise _fail(f"environment variable {name}: the value holds a newline")
+    return f"{name}={_env_double_quote(text)}"
+
+
+class FilterModule:
+    """sdfleet webui service filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "webui_args": webui_args,
+            "webui_instances": webui_instances,
+            "webui_systemd_argv": webui_systemd_argv,
+            "webui_auth_lines": webui_auth_lines,
+            "webui_api_auth_env": webui_api_auth_env,
+            "webui_env_line": webui_env_line,
+        }

@@ -1,0 +1,272 @@
+"""Unit tests for sdfleet.toolkit.webui_args (plain pytest, no Ansible run)."""
+from __future__ import annotations
+
+import itertools
+import shlex
+import subprocess
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.sdfleet.toolkit.plugins.filter import webui_args as mod
+
+GPU = {
+    "lowvram": {"index": 0, "tier": "lowvram", "flags": ["--lowvram", "--xformers"]},
+    "medvram": {"index": 0, "tier": "medvram", "flags": ["--medvram", "--xformers"]},
+    "medvram_sdxl": {"index": 1, "tier": "medvram_sdxl", "flags": ["--medvram-sdxl", "--xformers"]},
+    "full": {"index": 1, "tier": "full", "flags": ["--xformers"]},
+    "cpu": {},
+}
+EXPOSURES = {
+    "loopback": {},
+    "listen": {"listen": True, "auth_path": "/etc/sd-webui/gradio-auth"},
+    "address": {"listen_address": "10.0.0.5", "auth_path": "/etc/sd-webui/gradio-auth"},
+    "share_api": {"share": True, "api": True, "auth_path": "/etc/sd-webui/gradio-auth",
+                  "insecure_extension_access": True},
+}
+EXTRAS = {
+    "none": [],
+    "xformers_dup": ["--xformers"],
+    "medvram": ["--medvram"],
+    "lowvram": ["--lowvram"],
+    "nohalf_upcast": ["--no-half", "--upcast-sampling"],
+    "valued": ["--precision=autocast", "--loglevel WARNING"],
+}
+VRAM = ("--lowvram", "--medvram", "--medvram-sdxl")
+
+
+def flags_of(args: list[str]) -> list[str]:
+    return [a for a in args if a.startswith("--")]
+
+
+@pytest.mark.parametrize("tier,exposure,extra", list(itertools.product(GPU, EXPOSURES, EXTRAS)))
+def test_matrix_invariants(tier, exposure, extra):
+    args = mod.webui_args(GPU[tier], 7860, extra_args=EXTRAS[extra], **EXPOSURES[exposure])
+    flags = flags_of(args)
+    # every flag is a real webui flag, none repeated
+    assert all(f in mod.ALLOWED_FLAGS for f in flags), flags
+    assert len(flags) == len(set(flags)), flags
+    assert "--no-download-sd-model" in flags
+    assert args[args.index("--port") + 1] == "7860"
+    # at most one VRAM flag, and it is the lowest of tier and extras
+    vram = [f for f in flags if f in VRAM]
+    assert len(vram) <= 1, flags
+    if tier == "cpu":
+        assert vram == [] and "--xformers" not in flags
+        assert args[args.index("--use-cpu") + 1] == "all"
+    else:
+        wanted = [f for f in VRAM if f == mod.TIER_VRAM_FLAG.get(tier) or f in EXTRAS[extra]]
+        assert vram == wanted[:1], (vram, wanted)
+    assert not ("--no-half" in flags and "--upcast-sampling" in flags)
+    # exposure: --server-name wins over --listen, never both; no secret flag ever
+    assert not ("--listen" in flags and "--server-name" in flags)
+    assert ("--listen" in flags) == (exposure == "listen")
+    assert ("--server-name" in flags) == (exposure == "address")
+    assert "--gradio-auth" not in flags and "--api-auth" not in flags
+    assert ("--gradio-auth-path" in flags) == (exposure != "loopback")
+    assert ("--api" in flags) == ("api" in exposure)
+    assert ("--share" in flags) == (exposure == "share_api")
+
+
+def test_lowvram_loopback_exact():
+    assert mod.webui_args(GPU["lowvram"], 7860) == [
+        "--lowvram", "--xformers", "--no-download-sd-model", "--port", "7860"]
+
+
+def test_full_tier_has_no_vram_flag():
+    args = mod.webui_args(GPU["full"], 7861)
+    assert not set(args) & set(VRAM)
+    assert "--xformers" in args
+
+
+def test_record_vram_flag_does_not_override_tier():
+    # a record whose flags disagree with its tier: the tier decides
+    rec = {"index": 0, "tier": "full", "flags": ["--medvram"]}
+    assert not set(mod.webui_args(rec, 7860)) & set(VRAM)
+
+
+def test_pinned_tier_overrides_record():
+    args = mod.webui_args(GPU["full"], 7860, tier="lowvram")
+    assert "--lowvram" in args
+    args = mod.webui_args(GPU["medvram"], 7860, tier="cpu")
+    assert "--medvram" not in args and "--xformers" not in args and "--use-cpu" in args
+
+
+def test_lower_tier_wins_both_directions():
+    assert flags_of(mod.webui_args(GPU["lowvram"], 7860, extra_args=["--medvram"]))[0] == "--lowvram"
+    args = mod.webui_args(GPU["medvram"], 7860, extra_args=["--lowvram"])
+    assert "--lowvram" in args and "--medvram" not in args
+    args = mod.webui_args(GPU["medvram_sdxl"], 7860, extra_args=["--medvram"])
+    assert "--medvram" in args and "--medvram-sdxl" not in args
+
+
+def test_no_half_drops_upcast_sampling():
+    args = mod.webui_args(GPU["full"], 7860, extra_args=["--upcast-sampling", "--no-half"])
+    assert "--no-half" in args and "--upcast-sampling" not in args
+    args = mod.webui_args(GPU["full"], 7860, extra_args=["--upcast-sampling"])
+    assert "--upcast-sampling" in args
+
+
+def test_precision_half_with_no_half_refused():
+    with pytest.raises(AnsibleFilterError, match="--precision half"):
+        mod.webui_args(GPU["full"], 7860, extra_args=["--no-half", "--precision", "half"])
+
+
+def test_cpu_recipe_and_valued_override():
+    args = mod.webui_args({}, 7860)
+    assert args[:6] == list(mod.CPU_TIER_ARGS)
+    args = mod.webui_args({}, 7860, extra_args=["--precision autocast"])
+    assert args.count("--precision") == 1 and args[args.index("--precision") + 1] == "autocast"
+
+
+def test_equals_form_and_shell_split():
+    args = mod.webui_args(GPU["full"], 7860, extra_args=["--precision=full --loglevel DEBUG"])
+    assert args[args.index("--precision") + 1] == "full"
+    assert args[args.index("--loglevel") + 1] == "DEBUG"
+
+
+def test_use_cpu_takes_several_values():
+    args = mod.webui_args(GPU["full"], 7860, extra_args=["--use-cpu interrogate gfpgan", "--no-half-vae"])
+    i = args.index("--use-cpu")
+    assert args[i + 1:i + 3] == ["interrogate", "gfpgan"]
+    assert "--no-half-vae" in args
+
+
+def test_styles_file_may_repeat():
+    args = mod.webui_args(GPU["full"], 7860, extra_args=["--styles-file a.csv", "--styles-file b.csv",
+                                                         "--styles-file a.csv"])
+    assert args.count("--styles-file") == 2
+
+
+def test_paths_theme_freeze_insecure():
+    args = mod.webui_args(GPU["full"], 7860, data_dir="/var/lib/sd-webui/instance-1",
+                          models_dir="/opt/sd-webui/models", embeddings_dir="/opt/sd-webui/embeddings",
+                          freeze_settings=True, insecure_extension_access=True, theme="dark")
+    assert args[args.index("--data-dir") + 1] == "/var/lib/sd-webui/instance-1"
+    assert args[args.index("--models-dir") + 1] == "/opt/sd-webui/models"
+    assert args[args.index("--embeddings-dir") + 1] == "/opt/sd-webui/embeddings"
+    assert args[args.index("--theme") + 1] == "dark"
+    assert "--freeze-settings" in args and "--enable-insecure-extension-access" in args
+
+
+@pytest.mark.parametrize("flag,variable", [
+    ("--port 80", "webui_service_base_port"),
+    ("--listen", "webui_service_listen"),
+    ("--server-name 0.0.0.0", "webui_service_listen_address"),
+    ("--gradio-auth a:b", "webui_service_auth_users"),
+    ("--gradio-auth-path /x", "webui_service_auth_users"),
+    ("--api-auth a:b", "webui_service_api_auth_users"),
+    ("--api", "webui_service_api"),
+    ("--share", "webui_service_share"),
+    ("--data-dir /x", "webui_service_data_root"),
+    ("--theme dark", "webui_service_theme"),
+    ("--device-id 1", "CUDA_VISIBLE_DEVICES"),
+])
+def test_managed_flags_refused_in_extra_args(flag, variable):
+    with pytest.raises(AnsibleFilterError, match=variable):
+        mod.webui_args(GPU["full"], 7860, extra_args=[flag])
+
+
+@pytest.mark.parametrize("flag", ["--nowebui", "--ngrok tok", "--allow-code", "--disable-safe-unpickle"])
+def test_dangerous_flags_refused(flag):
+    with pytest.raises(AnsibleFilterError, match="refused"):
+        mod.webui_args(GPU["full"], 7860, extra_args=[flag])
+
+
+@pytest.mark.parametrize("extra", [["--medvramm"], ["--tests"], ["--always-batch-cond-uncond-typo"], ["xformers"],
+                                   ["--precision"], ["--use-cpu"]])
+def test_unknown_or_malformed_extra_args_refused(extra):
+    with pytest.raises(AnsibleFilterError, match="webui_service_extra_args"):
+        mod.webui_args(GPU["full"], 7860, extra_args=extra)
+
+
+def test_unknown_flag_in_gpu_record_refused():
+    with pytest.raises(AnsibleFilterError, match="GPU record"):
+        mod.webui_args({"tier": "full", "flags": ["--turbo"]}, 7860)
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1, True, "7860"])
+def test_bad_port_refused(port):
+    with pytest.raises(AnsibleFilterError, match="webui_service_base_port"):
+        mod.webui_args(GPU["full"], port)
+
+
+def test_bad_tier_and_theme_refused():
+    with pytest.raises(AnsibleFilterError, match="webui_service_gpu_tier"):
+        mod.webui_args(GPU["full"], 7860, tier="huge")
+    with pytest.raises(AnsibleFilterError, match="webui_service_theme"):
+        mod.webui_args(GPU["full"], 7860, theme="solarized")
+
+
+def test_instances_per_gpu():
+    facts = {"state": "ok", "tier": "medvram", "gpus": [GPU["medvram"] | {"index": 0}, GPU["full"] | {"index": 1}]}
+    inst = mod.webui_instances(facts, 7860)
+    assert [(i["index"], i["port"], i["cuda_visible_devices"], i["tier"]) for i in inst] == [
+        (0, 7860, "0", "medvram"), (1, 7861, "1", "full")]
+    assert inst[1]["data_dir"] == "/var/lib/sd-webui/instance-1"
+
+
+def test_instances_single_and_cpu():
+    facts = {"state": "ok", "tier": "medvram", "gpus": [GPU["medvram"], GPU["full"]]}
+    assert len(mod.webui_instances(facts, 7860, single_instance=True)) == 1
+    cpu = mod.webui_instances({"state": "cpu", "tier": "cpu", "gpus": []}, 7860)
+    assert cpu == [{"index": 0, "port": 7860, "data_dir": "/var/lib/sd-webui/instance-0",
+                    "cuda_visible_devices": "", "tier": "cpu", "gpu": {"index": 0, "tier": "cpu", "flags": []}}]
+    assert mod.webui_instances(None, 7860)[0]["tier"] == "cpu"
+    pinned = mod.webui_instances(facts, 7860, tier="cpu")
+    assert len(pinned) == 1 and pinned[0]["tier"] == "cpu"
+
+
+def test_instances_port_overflow_refused():
+    facts = {"tier": "full", "gpus": [GPU["full"] | {"index": 0}, GPU["full"] | {"index": 1}]}
+    with pytest.raises(AnsibleFilterError, match="65536"):
+        mod.webui_instances(facts, 65535)
+
+
+def test_systemd_argv_quoting():
+    assert mod.webui_systemd_argv(["--port", 80, "--data-dir", "/a b/%i", "--x", 'q"$']) == (
+        '--port 80 --data-dir "/a b/%%i" --x "q\\"$$"')
+
+
+def test_auth_lines():
+    users = [{"username": "alice", "password": "s3cret:with-colon"}, {"username": "bob", "password": "pw2pw2pw2"}]
+    assert mod.webui_auth_lines(users) == "alice:s3cret:with-colon\nbob:pw2pw2pw2\n"
+    assert mod.webui_auth_lines([]) == ""
+
+
+@pytest.mark.parametrize("user", [{"username": "a:b", "password": "longpassword"},
+                                  {"username": "a,b", "password": "longpassword"},
+                                  {"username": "ab", "password": "long,password"},
+                                  {"username": "ab", "password": ""},
+                                  {"username": "ab", "password": "line\nbreak"}])
+def test_auth_lines_refuses_bad_users(user):
+    with pytest.raises(AnsibleFilterError, match="webui_service_auth_users"):
+        mod.webui_auth_lines([user])
+
+
+def test_api_auth_env_roundtrip_through_sh():
+    users = [{"username": "api", "password": "p$a`ss\\w\"o'rd x"}]
+    line = mod.webui_api_auth_env(users)
+    assert line.startswith("COMMANDLINE_ARGS=")
+    # sh (and systemd's EnvironmentFile, same quoting rules) recovers the value; python shlex-splits it
+    out = subprocess.run(["sh", "-c", line + 'printf %s "$COMMANDLINE_ARGS"'], capture_output=True, text=True,
+                         check=True).stdout
+    assert shlex.split(out) == ["--api-auth", "api:p$a`ss\\w\"o'rd x"]
+    assert mod.webui_api_auth_env([]) == ""
+
+
+@pytest.mark.parametrize("pw", ["with:colon", "with,comma"])
+def test_api_auth_env_refuses_separators(pw):
+    with pytest.raises(AnsibleFilterError, match="webui_service_api_auth_users"):
+        mod.webui_api_auth_env([{"username": "api", "password": pw}])
+
+
+def test_env_line():
+    assert mod.webui_env_line("TORCH_COMMAND", "pip install torch==2.1.2") == 'TORCH_COMMAND="pip install torch==2.1.2"'
+    with pytest.raises(AnsibleFilterError):
+        mod.webui_env_line("BAD-NAME", "x")
+
+
+def test_filter_module_exports():
+    assert set(mod.FilterModule().filters()) == {"webui_args", "webui_instances", "webui_systemd_argv",
+                                                 "webui_auth_lines", "webui_api_auth_env", "webui_env_line"}
