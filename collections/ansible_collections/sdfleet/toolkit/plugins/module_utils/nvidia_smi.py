@@ -333,3 +333,81 @@ def nvidia_on_sysfs(devices: Iterable[tuple[str, str]]) -> bool:
 def nvidia_on_lspci(output: str) -> bool:
     """Whether ``lspci -n`` output lists an NVIDIA display controller (class 03xx, vendor 10de)."""
     return any(re.search(r"\s03[0-9a-f]{2}:\s+10de:", line, re.I) for line in output.splitlines())
+
+
+# --------------------------------------------------------------------------- the whole probe
+
+@dataclasses.dataclass
+class Facts:
+    """What the probe found: the module returns this as its result."""
+
+    state: str
+    message: str = ""
+    gpus: list[Gpu] = dataclasses.field(default_factory=list)
+    driver_version: Optional[str] = None
+    raw_error: str = ""
+    source: str = ""  # "query", "table" (fallback) or "" when nothing was read
+    dropped_fields: list[str] = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The module result keys."""
+        return {
+            "state": self.state, "message": self.message, "gpus": [g.as_dict() for g in self.gpus],
+            "driver_version": self.driver_version, "raw_error": self.raw_error, "source": self.source,
+            "dropped_fields": list(self.dropped_fields),
+        }
+
+
+class Timeout(Exception):
+    """The runner gave up on nvidia-smi."""
+
+
+def collect(run, nvidia_smi: Optional[str], nvidia_on_pci) -> Facts:
+    """Probe the GPUs: query, drop fields an old driver rejects, fall back to the table, classify failures.
+
+    ``run(argv) -> (rc, stdout, stderr)`` may raise :class:`Timeout`; ``nvidia_smi``
+    is the resolved binary path or None when missing; ``nvidia_on_pci()`` returns
+    True/False/None (unknown) and is only called when nvidia-smi is missing.
+    """
+    if nvidia_smi is None:
+        failure = classify_missing(nvidia_on_pci())
+        return Facts(failure.state, failure.message)
+    fields = list(QUERY_FIELDS)
+    dropped: list[str] = []
+    try:
+        while True:
+            rc, out, err = run(query_command(nvidia_smi, fields))
+            rejected = unsupported_field(out + "\n" + err) if rc != 0 else None
+            if rejected in fields and rejected in OPTIONAL_FIELDS:
+                fields.remove(rejected)
+                dropped.append(rejected)
+                continue
+            break
+        if rc == 0:
+            try:
+                gpus = parse_query_csv(out, fields)
+                return Facts(STATE_OK, gpus=gpus, driver_version=gpus[0].driver_version, source="query",
+                             dropped_fields=dropped)
+            except ParseError as exc:
+                query_error = f"query output not understood ({exc})"
+        else:
+            failure = classify_failure(rc, out + "\n" + err)
+            if failure.state != STATE_QUERY_FAILED:
+                return Facts(failure.state, failure.message, raw_error=(err or out).strip(), dropped_fields=dropped)
+            query_error = failure.message
+        # The query failed in a way we cannot name (a very old driver without
+        # --query-gpu, say): the default table is the last resort.
+        rc, out, err = run([nvidia_smi])
+    except Timeout as exc:
+        return Facts(STATE_TIMEOUT, f"nvidia-smi did not answer in time ({exc}); a hung GPU or driver usually "
+                                    "needs a reboot.", dropped_fields=dropped)
+    if rc != 0:
+        failure = classify_failure(rc, out + "\n" + err)
+        return Facts(failure.state, failure.message, raw_error=(err or out).strip(), dropped_fields=dropped)
+    try:
+        driver, gpus = parse_table(out)
+    except ParseError as exc:
+        return Facts(STATE_PARSE_ERROR, f"{query_error}; the table fallback failed too: {exc}. Report the output of "
+                                        "`nvidia-smi` to the sdfleet maintainers.", raw_error=out[:2000],
+                     dropped_fields=dropped)
+    return Facts(STATE_OK, gpus=gpus, driver_version=driver, source="table", dropped_fields=dropped)
