@@ -35,7 +35,8 @@ def fixture_dir(tmp_path_factory: pytest.TempPathFactory, webui_src: Path) -> Pa
 @pytest.fixture(scope="session")
 def pins(fixture_dir: Path) -> dict[str, Any]:
     """pins.json of the built fixture."""
-    return json.loads((fixture_dir / "pins.json").read_text())
+    loaded: dict[str, Any] = json.loads((fixture_dir / "pins.json").read_text())
+    return loaded
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +70,8 @@ class Mirror:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """GET /_stats."""
-        return json.loads(self.get("/_stats")[2])
+        stats: dict[str, dict[str, int]] = json.loads(self.get("/_stats")[2])
+        return stats
 
 
 def git_env() -> dict[str, str]:

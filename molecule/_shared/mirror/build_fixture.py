@@ -386,7 +386,7 @@ def build_indexes(out: Path, src: Path, cache: Path, scratch: Path) -> dict[str,
     """simple/ from cached PyPI wheels, torch/<variant>/ from stub wheels built here."""
     pins = requirement_pins(src)
     wheels = fetch_wheels(pins, cache)
-    simple = write_index(out / "simple", "/simple/", {name: [whl] for (name, _), whl in zip(pins, wheels)})
+    simple = write_index(out / "simple", "/simple/", {name: [whl] for (name, _), whl in zip(pins, wheels, strict=True)})
     torch: dict[str, list[dict[str, str]]] = {}
     for variant in TORCH_VARIANTS:
         built: dict[str, list[Path]] = {}

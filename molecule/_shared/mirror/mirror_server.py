@@ -34,7 +34,6 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -192,7 +191,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "sdfleet-mirror/1"
-    server: "MirrorServer"
+    server: MirrorServer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._status = 0
@@ -258,7 +257,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
         elif path == "/_stats":
             self._json(200, self.server.state.snapshot())
         elif path == "/_reset":
-            self._only("POST") and self._reset()
+            if self._only("POST"):
+                self._reset()
         elif path == "/_control":
             self._control()
         elif path.startswith("/auth/") or path == "/auth":
@@ -268,7 +268,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
         elif path.startswith("/git/"):
             self._git(path[len("/git"):])
         elif path.startswith(STATIC_PREFIXES) or path in STATIC_FILES or path + "/" in STATIC_PREFIXES:
-            self._only("GET", "HEAD") and self._static(path)
+            if self._only("GET", "HEAD"):
+                self._static(path)
         else:
             self._simple(404, f"not served by the sdfleet mirror: {path}\n")
 
@@ -282,7 +283,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         """The request body, de-chunked when sent with `Transfer-Encoding: chunked` (git does for big POSTs)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -395,8 +396,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
         except (OSError, subprocess.TimeoutExpired) as exc:
             self._simple(502, f"git http-backend failed: {exc}\n")
             return
-        if proc.stderr:
-            sys.stderr.write(proc.stderr.decode(errors="replace"))
+        if proc.stderr.strip():
+            sys.stderr.write(f"git http-backend: {proc.stderr.decode(errors='replace').strip()}\n")
         status, headers, out = split_cgi(proc.stdout)
         headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding")]
         self._send_head(status, [*headers, ("Content-Length", str(len(out)))])
