@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mirror_helpers import Mirror, git
+from mirror_helpers import Mirror, git, git_env
 
 SUB_REPOS = ["stablediffusion", "generative-models", "k-diffusion", "BLIP", "stable-diffusion-webui-assets"]
 
@@ -42,14 +44,15 @@ def test_webui_refs_match_pins(mirror: Mirror, pins: dict[str, Any], tmp_path: P
     assert git("rev-parse", "v1.10.1~1", cwd=repo).stdout.strip() == webui["tags"]["v1.10.0"]
 
 
+@pytest.mark.parametrize("protocol", ["0", "2"])  # v0 needs the server's *SHA1InWant settings; v2 allows it
 @pytest.mark.parametrize("name", SUB_REPOS)
 def test_sub_repo_pinned_commit_fetches_by_hash(mirror: Mirror, pins: dict[str, Any], tmp_path: Path,
-                                                name: str) -> None:
+                                                name: str, protocol: str) -> None:
     sub = pins["repos"][name]
     assert sub["pin"] != sub["head"]
     git("init", "--quiet", str(tmp_path))
     git("remote", "add", "origin", f"{mirror.url}{sub['path']}", cwd=tmp_path)
-    git("fetch", "--quiet", "origin", sub["pin"], cwd=tmp_path)
+    git("-c", f"protocol.version={protocol}", "fetch", "--quiet", "origin", sub["pin"], cwd=tmp_path)
     git("checkout", "--quiet", "FETCH_HEAD", cwd=tmp_path)
     assert git("rev-parse", "HEAD", cwd=tmp_path).stdout.strip() == sub["pin"]
     remote_head = git("ls-remote", "origin", f"refs/heads/{sub['branch']}", cwd=tmp_path).stdout.split()[0]
@@ -101,3 +104,11 @@ def test_upload_pack_accepts_chunked_body(mirror: Mirror, pins: dict[str, Any]) 
 
 def test_unknown_repo_is_not_found(mirror: Mirror) -> None:
     assert mirror.get("/git/nope.git/info/refs?service=git-upload-pack")[0] == 404
+
+
+def test_protocol_v2_is_negotiated(mirror: Mirror, tmp_path: Path) -> None:
+    env = {**git_env(), "GIT_TRACE_PACKET": "1"}
+    proc = subprocess.run(["git", "-c", "protocol.version=2", "ls-remote", f"{mirror.url}/git/BLIP.git"],
+                          env=env, capture_output=True, text=True, timeout=30, check=True, cwd=os.fspath(tmp_path))
+    assert "git< version 2" in proc.stderr
+    assert "refs/heads/main" in proc.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import subprocess
@@ -123,8 +124,6 @@ def test_files_match_pins(mirror: Mirror, pins: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", ["tiny-v1.safetensors", "tiny-v2.safetensors", "tiny-vae.safetensors"])
 def test_safetensors_files_have_a_valid_header(fixture_dir: Path, name: str) -> None:
-    import json
-
     data = (fixture_dir / "files" / name).read_bytes()
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + length])
@@ -193,3 +192,18 @@ def test_unknown_path_is_404(mirror: Mirror) -> None:
         assert conn.getresponse().status == 404
     finally:
         conn.close()
+
+
+def test_if_range_with_a_stale_validator_sends_the_whole_file(mirror: Mirror) -> None:
+    _, headers, _ = mirror.get(TINY, method="HEAD")
+    assert mirror.get(TINY, {"Range": "bytes=0-9", "If-Range": headers["ETag"]})[0] == 206
+    status, _, body = mirror.get(TINY, {"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert status == 200 and len(body) == 3145728
+
+
+def test_negative_times_rule_lasts_until_reset(fresh_mirror: Mirror) -> None:
+    fresh_mirror.post_json("/_control", {"path": "/files/tiny-embedding.pt", "status": 500, "times": -1})
+    assert [fresh_mirror.get("/files/tiny-embedding.pt")[0] for _ in range(3)] == [500, 500, 500]
+    assert fresh_mirror.get("/files/tiny-embedding.pt", method="HEAD")[0] == 200  # HEAD ignores rules
+    fresh_mirror.post_json("/_reset", {})
+    assert fresh_mirror.get("/files/tiny-embedding.pt")[0] == 200
