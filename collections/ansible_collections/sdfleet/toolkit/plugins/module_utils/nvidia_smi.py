@@ -1,6 +1,4 @@
 # -*- coding: utf-8 -*-
-# Copyright: sdfleet contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parse ``nvidia-smi`` output and classify its failures (pure Python, no Ansible).
 
 Three inputs are understood:

@@ -1,7 +1,5 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: sdfleet contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: read the host's NVIDIA GPUs through nvidia-smi."""
 from __future__ import annotations
 

@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+"""Filters that turn nvidia_gpu_facts results into webui tiers and flags (pure functions + FilterModule)."""
+from __future__ import annotations
+
+DOCUMENTATION_GPU_PLAN = r"""
+name: gpu_plan
+short_description: The sdfleet_gpu fact from nvidia_gpu_facts results, a tier table and a quirks table
+version_added: "0.1.0"
+description:
+  - Picks a tier per GPU from its total memory (the first row of the tier table whose C(min_mib) it reaches),
+    adds the attention flag and the flags of every quirk whose regex matches the GPU name, and sums the host up
+    (its tier is the lowest of its GPUs).
+  - An inventory pin (C(pin) other than C(auto)) sets every GPU's tier; C(cpu) needs no GPU at all.
+  - MIG-enabled GPUs and GPUs that report no memory size get the states C(mig_enabled) and C(vram_unknown) unless
+    a tier is pinned. A GPU under the smallest row gives C(vram_too_small), or the C(cpu) tier when
+    C(allow_cpu_fallback) is true. A driver failure falls back to C(cpu) only when C(allow_cpu_fallback) is true.
+  - The companion filter C(gpu_tier) returns the tier of one memory size.
+positional: _input
+options:
+  _input:
+    description: The registered result of sdfleet.toolkit.nvidia_gpu_facts.
+    type: dict
+    required: true
+  tier_table:
+    description: List of C({tier, min_mib, flags}), largest first.
+    type: list
+    required: true
+  quirks:
+    description: List of C({match, flags, why}); C(match) is a case-insensitive regex searched in the GPU name.
+    type: list
+    required: true
+  attention:
+    description: C(xformers), C(sdp) or C(none).
+    type: str
+    default: xformers
+  pin:
+    description: C(auto) or a tier name.
+    type: str
+    default: auto
+  allow_cpu_fallback:
+    description: Run on the CPU when no GPU is usable (driver failure or a GPU under the smallest row).
+    type: bool
+    default: false
+  cpu_flags:
+    description: The webui flags of the C(cpu) tier.
+    type: list
+    default: [--use-cpu, all, --precision, full, --no-half, --skip-torch-cuda-test]
+"""
+
+EXAMPLES_GPU_PLAN = r"""
+- name: Plan the host
+  ansible.builtin.set_fact:
+    sdfleet_gpu: "{{ gpu_facts | sdfleet.toolkit.gpu_plan(tier_table, quirks, attention='sdp') }}"
+"""
+
+RETURN_GPU_PLAN = r"""
+_value:
+  description: The sdfleet_gpu fact (state, message, driver_version, tier, flags, gpus with tier and flags).
+  type: dict
+"""
+
+import re
+from typing import Any, Iterable, Optional
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pure-Python use without Ansible installed
+    AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
+
+TIER_ORDER: tuple[str, ...] = ("cpu", "lowvram", "medvram", "medvram_sdxl", "full")
+GPU_TIERS: tuple[str, ...] = TIER_ORDER[1:]
+ATTENTION_FLAGS: dict[str, list[str]] = {"xformers": ["--xformers"], "sdp": ["--opt-sdp-attention"], "none": []}
+CPU_FLAGS: tuple[str, ...] = ("--use-cpu", "all", "--precision", "full", "--no-half", "--skip-torch-cuda-test")
+GPU_KEYS: tuple[str, ...] = ("index", "name", "memory_total_mib", "driver_version", "uuid", "pci_bus_id",
+                             "compute_cap", "mig_mode")
+PIN_HINT = "set nvidia_check_tier to one of lowvram, medvram, medvram_sdxl, full"
+
+
+def _check_table(tier_table: list[dict]) -> list[dict]:
+    """The tier table, validated, largest min_mib first."""
+    rows = []
+    for number, row in enumerate(tier_table):
+        if not isinstance(row, dict) or row.get("tier") not in GPU_TIERS or not isinstance(row.get("min_mib"), int) \
+                or row["min_mib"] < 0 or not isinstance(row.get("flags", []), list):
+            raise ValueError(f"nvidia_check_tier_table[{number}] = {row!r}: each row needs tier (one of "
+                             f"{', '.join(GPU_TIERS)}), min_mib (an integer >= 0) and flags (a list)")
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["min_mib"], reverse=True)
+
+
+def gpu_tier(memory_mib: Optional[int], tier_table: list[dict]) -> Optional[str]:
+    """The tier of a GPU with ``memory_mib`` total memory; None when unknown or under every row."""
+    if memory_mib is None:
+        return None
+    for row in _check_table(tier_table):
+        if memory_mib >= row["min_mib"]:
+            return row["tier"]
+    return None
+
+
+def quirk_flags(name: str, quirks: list[dict]) -> list[str]:
+    """Flags of every quirk whose ``match`` regex is found in ``name`` (case-insensitive), in table order."""
+    flags: list[str] = []
+    for number, quirk in enumerate(quirks):
+        try:
+            pattern = re.compile(quirk["match"], re.IGNORECASE)
+        except (KeyError, TypeError, re.error) as exc:
+            raise ValueError(f"nvidia_check_quirks[{number}] = {quirk!r}: 'match' must be a regex ({exc})") from exc
+        if pattern.search(name or ""):
+            flags.extend(quirk.get("flags", []))
+    return flags
+
+
+def _dedupe(flags: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for flag in flags:
+        if flag not in seen or not flag.startswith("--"):
+            seen.append(flag)
+    return seen
+
+
+def _gpu_flags(tier: str, name: str, table: list[dict], quirks: list[dict], attention: str) -> list[str]:
+    tier_flags = next((row.get("flags", []) for row in table if row["tier"] == tier), None)
+    if tier_flags is None:
+        raise ValueError(f"tier {tier!r} has no row in nvidia_check_tier_table; add one or pin another tier")
+    return _dedupe([*tier_flags, *ATTENTION_FLAGS[attention], *quirk_flags(name, quirks)])
+
+
+def _refusal(state: str, message: str, facts: dict) -> dict:
+    return {"state": state, "message": message, "driver_version": facts.get("driver_version"), "tier": None,
+            "flags": [], "gpus": []}
+
+
+def _cpu(message: str, facts: dict, cpu_flags: Iterable[str]) -> dict:
+    return {"state": "cpu", "message": message, "driver_version": facts.get("driver_version"), "tier": "cpu",
+            "flags": list(cpu_flags), "gpus": []}
+
+
+def gpu_plan(facts: dict, tier_table: list[dict], quirks: list[dict], attention: str = "xformers",
+             pin: str = "auto", allow_cpu_fallback: bool = False,
+             cpu_flags: Iterable[str] = CPU_FLAGS) -> dict[str, Any]:
+    """The sdfleet_gpu fact (see CONTRIBUTING.md) for one host."""
+    if attention not in ATTENTION_FLAGS:
+        raise ValueError(f"nvidia_check_attention = {attention!r}: use one of {', '.join(ATTENTION_FLAGS)}")
+    if pin != "auto" and pin not in TIER_ORDER:
+        raise ValueError(f"nvidia_check_tier = {pin!r}: use auto or one of {', '.join(TIER_ORDER)}")
+    table = _check_table(tier_table)
+    quirk_flags("", quirks)  # validates every regex up front
+    if pin == "cpu":
+        return _cpu("Tier pinned to cpu by nvidia_check_tier; the GPUs are not used.", facts, cpu_flags)
+    state = facts.get("state", "parse_error")
+    if state != "ok":
+        message = facts.get("message", "")
+        if allow_cpu_fallback:
+            return _cpu(f"No usable GPU ({state}: {message}) Running on the CPU because "
+                        "nvidia_check_allow_cpu_fallback is true.", facts, cpu_flags)
+        return _refusal(state, f"{message} (Or run the webui on the CPU: set nvidia_check_tier: cpu or "
+                               "nvidia_check_allow_cpu_fallback: true.)", facts)
+
+    gpus, problems = [], []
+    smallest = min(row["min_mib"] for row in table) if table else 0
+    for raw in facts.get("gpus", []):
+        gpu = {key: raw.get(key) for key in GPU_KEYS}
+        label = f"GPU {gpu['index']} ({gpu['name']})"
+        if pin != "auto":
+            tier: Optional[str] = pin
+        elif gpu["mig_mode"] == "enabled":
+            problems.append(("mig_enabled", f"{label} has MIG enabled: the webui uses one whole CUDA device and "
+                                            "cannot pick a MIG slice (--device-id takes no MIG id), and the slice "
+                                            "it would get cannot be sized here. Disable MIG (nvidia-smi -i "
+                                            f"{gpu['index']} -mig 0, then reset the GPU or reboot) or {PIN_HINT} "
+                                            "to match the slice."))
+            continue
+        elif gpu["memory_total_mib"] is None:
+            problems.append(("vram_unknown", f"{label} reports no memory size (unified memory or [N/A]); "
+                                             f"{PIN_HINT} for this host."))
+            continue
+        else:
+            tier = gpu_tier(gpu["memory_total_mib"], table)
+            if tier is None:
+                problems.append(("vram_too_small", f"{label} has {gpu['memory_total_mib']} MiB, under the "
+                                                   f"{smallest} MiB minimum of nvidia_check_tier_table."))
+                continue
+        gpu["tier"] = tier
+        gpu["flags"] = _gpu_flags(tier, gpu["name"] or "", table, quirks, attention)
+        gpus.append(gpu)
+
+    if problems:
+        states = [state for state, _ in problems]
+        text = " ".join(message for _, message in problems)
+        if allow_cpu_fallback and set(states) == {"vram_too_small"}:
+            return _cpu(f"{text} Running on the CPU because nvidia_check_allow_cpu_fallback is true.", facts,
+                        cpu_flags)
+        worst = next(s for s in ("mig_enabled", "vram_unknown", "vram_too_small") if s in states)
+        if worst == "vram_too_small":
+            text += (" Use a GPU with more memory, or run on the CPU: set nvidia_check_allow_cpu_fallback: true or "
+                     "nvidia_check_tier: cpu (or lower min_mib in nvidia_check_tier_table at your own risk).")
+        return _refusal(worst, text, facts)
+    if not gpus:
+        return _refusal("no_devices_found", "nvidia-smi answered but listed no GPU.", facts)
+    lowest = min(gpus, key=lambda g: TIER_ORDER.index(g["tier"]))
+    message = "Tier pinned by nvidia_check_tier." if pin != "auto" else ""
+    return {"state": "ok", "message": message, "driver_version": facts.get("driver_version"),
+            "tier": lowest["tier"], "flags": list(lowest["flags"]), "gpus": gpus}
+
+
+def _wrap(func):
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ValueError as exc:
+            raise AnsibleFilterError(str(exc)) from exc
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+class FilterModule:
+    """sdfleet.toolkit.gpu_plan and sdfleet.toolkit.gpu_tier."""
+
+    def filters(self) -> dict:
+        """Filter name -> function."""
+        return {"gpu_plan": _wrap(gpu_plan), "gpu_tier": _wrap(gpu_tier)}
