@@ -212,7 +212,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Silenced: `_dispatch` logs one line per request after the body went out."""
-        self._status = int(code) if str(code).isdigit() else 0
+        self._status = int(code) if isinstance(code, int) else 0  # HTTPStatus is an int too
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler's name)
         """One line to stderr, flushed (the container log is read live)."""
