@@ -262,3 +262,8 @@ def test_filter_module_exports():
     filters = FilterModule().filters()
     assert filters["exposure_problems"] is exposure_problems
     assert filters["exposure_is_exposed"] is is_exposed
+
+
+def test_role_prefix_names_list_entries():
+    problems = exposure_problems({"auth_users": [{"username": "a:b", "password": GOOD_PW}]}, role_prefix="preflight_")
+    assert problems[0].startswith("sdfleet_auth_users[0].username (preflight_auth_users[0].username) = 'a:b'")

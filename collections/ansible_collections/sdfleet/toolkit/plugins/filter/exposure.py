@@ -60,10 +60,10 @@ class _Names:
         self.prefix = prefix
         self.role_prefix = role_prefix
 
-    def __call__(self, key: str) -> str:
-        name = f"{self.prefix}{key}"
+    def __call__(self, key: str, suffix: str = "") -> str:
+        name = f"{self.prefix}{key}{suffix}"
         if self.role_prefix:
-            name += f" ({self.role_prefix}{key})"
+            name += f" ({self.role_prefix}{key}{suffix})"
         return name
 
 
@@ -148,23 +148,26 @@ def _user_problems(users: Any, key: str, name: _Names, min_length: int, password
                 "{username: ..., password: ...} entries."]
     problems: list[str] = []
     for index, entry in enumerate(users):
-        where = f"{var}[{index}]"
+        where = name(key, f"[{index}]")
         if not isinstance(entry, Mapping):
             problems.append(f"{where} is not a mapping. Fix: write it as {{username: ..., password: ...}}.")
             continue
         username = entry.get("username")
+        user_var = name(key, f"[{index}].username")
         if not isinstance(username, str) or not username.strip():
-            problems.append(f"{where}.username = {_show(username)}: empty or not a string. Fix: set a username.")
+            problems.append(f"{user_var} = {_show(username)}: empty or not a string. Fix: set a username.")
             username = None
         else:
             bad = _bad_chars(username, ":,")
             if bad:
-                problems.append(f"{where}.username = {_show(username)}: contains {', '.join(bad)}, which the webui "
+                problems.append(f"{user_var} = {_show(username)}: contains {', '.join(bad)}, which the webui "
                                 "uses to split 'user:password,user:password'. Fix: choose a username without them.")
             if username != username.strip():
-                problems.append(f"{where}.username = {_show(username)}: starts or ends with whitespace, which the "
+                problems.append(f"{user_var} = {_show(username)}: starts or ends with whitespace, which the "
                                 "webui strips, so the login would never match. Fix: remove the whitespace.")
-        owner = f"{where}.password (user {_show(username)})" if username else f"{where}.password"
+        owner = name(key, f"[{index}].password")
+        if username:
+            owner += f" (user {_show(username)})"
         password = entry.get("password")
         if password is None or password == "":
             problems.append(f"{owner} is empty. Fix: set a password of at least {min_length} characters "
@@ -204,14 +207,14 @@ def _port_problems(settings: Mapping[str, Any], name: _Names) -> list[str]:
         ports = [_as_int(p) for p in explicit]
         for index, (raw, port) in enumerate(zip(explicit, ports)):
             if port is None or not 1 <= port <= 65535:
-                problems.append(f"{name('ports')}[{index}] = {_show(raw)}: not a port number in 1..65535. "
+                problems.append(f"{name('ports', f'[{index}]')} = {_show(raw)}: not a port number in 1..65535. "
                                 "Fix: use a port in 1..65535.")
         seen: dict[int, int] = {}
         for index, port in enumerate(ports):
             if port is None:
                 continue
             if port in seen:
-                problems.append(f"{name('ports')}[{index}] = {port}: the same port as instance {seen[port]}. "
+                problems.append(f"{name('ports', f'[{index}]')} = {port}: the same port as instance {seen[port]}. "
                                 "Fix: give every instance its own port.")
             else:
                 seen[port] = index
