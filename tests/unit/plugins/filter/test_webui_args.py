@@ -150,7 +150,7 @@ def test_paths_theme_freeze_insecure():
 
 
 @pytest.mark.parametrize("flag,variable", [
-    ("--port 80", "webui_service_base_port"),
+    ("--port 80", "webui_service_port"),
     ("--listen", "webui_service_listen"),
     ("--server-name 0.0.0.0", "webui_service_listen_address"),
     ("--gradio-auth a:b", "webui_service_auth_users"),
@@ -187,7 +187,7 @@ def test_unknown_flag_in_gpu_record_refused():
 
 @pytest.mark.parametrize("port", [0, 65536, -1, True, "7860"])
 def test_bad_port_refused(port):
-    with pytest.raises(AnsibleFilterError, match="webui_service_base_port"):
+    with pytest.raises(AnsibleFilterError, match="webui_service_port"):
         mod.webui_args(GPU["full"], port)
 
 
@@ -215,6 +215,15 @@ def test_instances_single_and_cpu():
     assert mod.webui_instances(None, 7860)[0]["tier"] == "cpu"
     pinned = mod.webui_instances(facts, 7860, tier="cpu")
     assert len(pinned) == 1 and pinned[0]["tier"] == "cpu"
+
+
+def test_plan_adds_per_instance_args():
+    facts = {"state": "ok", "tier": "medvram", "gpus": [GPU["medvram"] | {"index": 0}, GPU["full"] | {"index": 1}]}
+    plan = mod.webui_plan(facts, 7860, data_root="/srv/sd", listen=True, auth_path="/etc/a", api=True)
+    assert [p["args"][p["args"].index("--port") + 1] for p in plan] == ["7860", "7861"]
+    assert "--medvram" in plan[0]["args"] and "--medvram" not in plan[1]["args"]
+    assert plan[1]["args"][plan[1]["args"].index("--data-dir") + 1] == "/srv/sd/instance-1"
+    assert all("--listen" in p["args"] and "--api" in p["args"] for p in plan)
 
 
 def test_instances_port_overflow_refused():
@@ -268,5 +277,39 @@ def test_env_line():
 
 
 def test_filter_module_exports():
-    assert set(mod.FilterModule().filters()) == {"webui_args", "webui_instances", "webui_systemd_argv",
-                                                 "webui_auth_lines", "webui_api_auth_env", "webui_env_line"}
+    assert set(mod.FilterModule().filters()) == {"webui_args", "webui_instances", "webui_plan", "webui_systemd_argv",
+                                                 "webui_auth_lines", "webui_api_auth_env", "webui_env_line",
+                                                 "webui_redact", "webui_summary"}
+
+
+def test_redact():
+    text = "Launching Web UI with arguments: --port 7860 --api-auth api:TopSecret99\nlogin alice:Hunter2222"
+    out = mod.webui_redact(text, ["TopSecret99", "Hunter2222", ""])
+    assert "TopSecret99" not in out and "Hunter2222" not in out
+    assert "--api-auth ********" in out and "--port 7860" in out
+
+
+def test_summary():
+    plan = mod.webui_plan({"tier": "full", "gpus": [GPU["full"] | {"index": 0}]}, 7860)
+    assert mod.webui_summary(plan, "gpu1.example") == [
+        {"index": 0, "port": 7860, "url": "http://gpu1.example:7860/", "tier": "full", "flags": plan[0]["args"]}]
+    assert mod.webui_summary(plan, "fd00::1")[0]["url"] == "http://[fd00::1]:7860/"
+
+
+STANDIN = __import__("pathlib").Path(__file__).resolve().parents[4] / "molecule" / "_shared" / "standin_webui"
+
+
+@pytest.mark.skipif(not (STANDIN / "modules" / "cmd_args.py").is_file(), reason="stand-in webui not present")
+def test_allow_list_is_known_to_the_standin_parser():
+    """The stand-in mirrors the real v1.10.1 flag set: every allowed flag must parse there."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("standin_cmd_args", STANDIN / "modules" / "cmd_args.py")
+    cmd_args = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cmd_args)
+    known = {opt for action in cmd_args.build_parser()._actions for opt in action.option_strings}
+    assert not set(mod.ALLOWED_FLAGS) - known
+    for gpu in GPU.values():
+        args = mod.webui_args(gpu, 7860, listen=True, auth_path="/x", api=True, data_dir="/d", theme="dark",
+                              extra_args=["--use-cpu interrogate", "--styles-file a.csv"])
+        cmd_args.build_parser().parse_args(args)  # exits (SystemExit) on an unknown flag or bad value

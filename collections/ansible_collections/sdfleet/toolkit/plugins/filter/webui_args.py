@@ -4,6 +4,7 @@
 Pure functions (testable without Ansible) plus ``FilterModule``:
 
 * ``webui_instances``: the instances a host runs (one per GPU, or one).
+* ``webui_plan``: both, i.e. each instance with its ``args``.
 * ``webui_args``: the argv tail after ``launch.py`` for one instance.
 * ``webui_systemd_argv``: that argv quoted for a systemd ``ExecStart=`` line.
 * ``webui_auth_lines``: the ``--gradio-auth-path`` file content.
@@ -108,7 +109,7 @@ ALLOWED_FLAGS: dict[str, Arity] = {
 
 # Flags the role sets from its own variables: refused in extra args.
 MANAGED_FLAGS: dict[str, str] = {
-    "--port": "webui_service_base_port (instance N listens on base port + N)",
+    "--port": "webui_service_port (instance N listens on base port + N)",
     "--listen": "webui_service_listen",
     "--server-name": "webui_service_listen_address",
     "--share": "webui_service_share",
@@ -255,7 +256,7 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
     users through ``webui_api_auth_env``.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _fail(f"webui_service_base_port: port {port!r} is out of range; use 1-65535")
+        raise _fail(f"webui_service_port: port {port!r} is out of range; use 1-65535")
     if theme and theme not in THEMES:
         raise _fail(f"webui_service_theme: {theme!r} is not a webui theme; use '', 'light' or 'dark'")
     tier_name = effective_tier(gpu, tier)
@@ -310,7 +311,7 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
     ``""`` for a CPU instance (nothing exported).
     """
     if isinstance(base_port, bool) or not isinstance(base_port, int):
-        raise _fail(f"webui_service_base_port: {base_port!r} is not an integer port")
+        raise _fail(f"webui_service_port: {base_port!r} is not an integer port")
     facts = gpu_facts or {}
     gpus = [g for g in (facts.get("gpus") or []) if isinstance(g, Mapping)]
     host_tier = tier if tier != "auto" else (facts.get("tier") or ("cpu" if not gpus else "auto"))
@@ -326,8 +327,8 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
     for n, rec in enumerate(records):
         port = base_port + n
         if not 1 <= port <= 65535:
-            raise _fail(f"webui_service_base_port: instance {n} would listen on port {port}, out of 1-65535; "
-                        "lower webui_service_base_port")
+            raise _fail(f"webui_service_port: instance {n} would listen on port {port}, out of 1-65535; "
+                        "lower webui_service_port")
         out.append({
             "index": n,
             "port": port,
@@ -337,6 +338,15 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
             "gpu": dict(rec),
         })
     return out
+
+
+def webui_plan(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
+               data_root: str = "/var/lib/sd-webui", tier: str = "auto", **options: Any) -> list[dict[str, Any]]:
+    """``webui_instances`` with each instance's ``args`` (``webui_args`` with ``options``) added."""
+    plan = webui_instances(gpu_facts, base_port, single_instance, data_root, tier)
+    for inst in plan:
+        inst["args"] = webui_args(inst["gpu"], inst["port"], tier=inst["tier"], data_dir=inst["data_dir"], **options)
+    return plan
 
 
 _SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
@@ -420,6 +430,21 @@ def webui_env_line(name: str, value: Any) -> str:
     return f"{name}={_env_double_quote(text)}"
 
 
+def webui_summary(plan: Sequence[Mapping[str, Any]], host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    """The published ``sdfleet_instances``: ``[{index, port, url, tier, flags}]`` from a ``webui_plan``."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return [{"index": p["index"], "port": p["port"], "url": f"http://{shown}:{p['port']}/",
+             "tier": p["tier"], "flags": list(p.get("args", []))} for p in plan]
+
+
+def webui_redact(text: Any, secrets: Sequence[Any] = ()) -> str:
+    """Replace every secret (and any ``--api-auth`` value) in ``text`` with ``********``."""
+    out = str(text)
+    for secret in sorted({str(x) for x in secrets if x}, key=len, reverse=True):
+        out = out.replace(secret, "********")
+    return re.sub(r"(--(?:api-auth|gradio-auth)[= ])\S+", r"\1********", out)
+
+
 class FilterModule:
     """sdfleet webui service filters."""
 
@@ -427,8 +452,11 @@ class FilterModule:
         return {
             "webui_args": webui_args,
             "webui_instances": webui_instances,
+            "webui_plan": webui_plan,
             "webui_systemd_argv": webui_systemd_argv,
             "webui_auth_lines": webui_auth_lines,
             "webui_api_auth_env": webui_api_auth_env,
             "webui_env_line": webui_env_line,
+            "webui_redact": webui_redact,
+            "webui_summary": webui_summary,
         }
