@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -17,10 +18,13 @@ from mirror_helpers import STANDIN, Mirror, free_port, minimal_tree, run_builder
 
 @pytest.fixture(scope="session")
 def webui_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stand-in tree when it exists (the real input), else a minimal one so the mirror is still tested."""
+    """A snapshot of the stand-in tree (the real input; copied so edits during the run can't skew the
+    comparisons), or a minimal tree while the stand-in does not exist yet."""
+    tmp = tmp_path_factory.mktemp("standin")
     if STANDIN.is_dir() and any(STANDIN.iterdir()):
-        return STANDIN
-    return minimal_tree(tmp_path_factory.mktemp("standin"))
+        shutil.copytree(STANDIN, tmp / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return tmp / "src"
+    return minimal_tree(tmp)
 
 
 @pytest.fixture(scope="session")

@@ -65,8 +65,12 @@ def test_webui_commit_holds_the_standin_tree(fixture_dir: Path, webui_src: Path)
               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert wanted - {"CHANGELOG.md"} <= listed
     changelog = git("show", "v1.10.1:CHANGELOG.md", cwd=webui).stdout
-    assert changelog.startswith("## 1.10.1")
-    assert git("show", "v1.10.0:CHANGELOG.md", cwd=webui).stdout.startswith("## 1.10.0")
+    older = git("show", "v1.10.0:CHANGELOG.md", cwd=webui).stdout
+    assert changelog.startswith("## 1.10.1\n") and older.startswith("## 1.10.0\n")
+    assert changelog.endswith(older) and len(changelog) > len(older)
+    source = webui_src / "CHANGELOG.md"
+    if source.is_file() and source.read_text().startswith("## 1.10.1\n"):
+        assert changelog == source.read_text()  # the stand-in's own file, whole, at v1.10.1
 
 
 def test_server_copy_is_current(fixture_dir: Path) -> None:

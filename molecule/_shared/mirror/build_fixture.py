@@ -53,7 +53,7 @@ LEGACY_OFFSET, LEGACY_LENGTH = 0x100000, 0x10000
 AUTHOR = ("sdfleet fixture", "fixture@sdfleet.invalid")
 WEBUI_COMMITS = (  # (tag or None, branch that ends here, unix time, message)
     ("v1.10.0", None, 1721995200, "stand-in webui v1.10.0"),
-    ("v1.10.1", "master", 1722081600, "stand-in webui v1.10.1: CHANGELOG entry"),
+    ("v1.10.1", "master", 1722081600, "stand-in webui v1.10.1: CHANGELOG section"),
     (None, "dev", 1722513600, "dev: work past v1.10.1"),
 )
 # Wheels every fixture holds (the stand-in's requirements_versions.txt may add `name==version` lines).
@@ -214,9 +214,14 @@ def annotated_tag(repo: Path, name: str, target: str, when: int) -> str:
     return sha
 
 
-def changelog(version_lines: list[str]) -> str:
-    """The stand-in's CHANGELOG.md: newest heading first, as the real one (launch.py reads the first heading)."""
-    return "".join(f"## {line}\n\n* Stand-in release for sdfleet's test bed.\n\n" for line in version_lines)
+def changelog_at(source: str | None, version: str, older: list[str]) -> str:
+    """CHANGELOG.md as of `version`: the stand-in's own file from its `## <version>` heading down (so the
+    v1.10.1 commit adds that section, as upstream's did); a generated one when the file or heading is missing."""
+    if source:
+        match = re.search(rf"^## {re.escape(version)}[ \t]*$", source, re.MULTILINE)
+        if match:
+            return source[match.start():]
+    return "".join(f"## {v}\n\n* Stand-in release for sdfleet's test bed.\n\n" for v in [version, *older])
 
 
 def build_webui(src: Path, git_dir: Path, scratch: Path) -> dict[str, object]:
@@ -232,12 +237,13 @@ def build_webui(src: Path, git_dir: Path, scratch: Path) -> dict[str, object]:
     tags: dict[str, str] = {}
     tag_objects: dict[str, str] = {}
     branches: dict[str, str] = {}
-    versions: list[str] = []
+    source_changelog = (src / "CHANGELOG.md").read_text() if (src / "CHANGELOG.md").is_file() else None
+    released: list[str] = []
     parent: str | None = None
     for tag, branch, when, message in WEBUI_COMMITS:
         if tag:
-            versions.insert(0, tag.lstrip("v"))
-            (tree / "CHANGELOG.md").write_text(changelog(versions))
+            (tree / "CHANGELOG.md").write_text(changelog_at(source_changelog, tag[1:], released))
+            released.insert(0, tag[1:])
         else:
             (tree / ".dev-branch").write_text("This commit exists only on the stand-in's dev branch.\n")
         parent = commit(repo, tree, message, when, parent, scratch)
