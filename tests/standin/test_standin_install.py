@@ -135,48 +135,7 @@ def test_skip_prepare_environment_ignores_exit_like_the_real_one(start_server) -
     assert "Running on local URL" in server.output()
 
 
-# -- requirements through INDEX_URL, into a venv -----------------------------------------------------------------
-@pytest.fixture(scope="session")
-def wheel_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A file:// PEP 503 index of the pinned wheels (downloaded from PyPI once per session)."""
-    root = tmp_path_factory.mktemp("index")
-    wheels = root / "wheels"
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
-         "six==1.16.0", "packaging==24.1"], capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        pytest.skip(f"cannot download the wheels from PyPI here: {result.stderr.strip()[-300:]}")
-    simple = root / "simple"
-    for wheel in sorted(wheels.glob("*.whl")):
-        project = simple / wheel.name.split("-")[0].lower().replace("_", "-")
-        project.mkdir(parents=True, exist_ok=True)
-        shutil.copy(wheel, project / wheel.name)
-        (project / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n')
-    (simple / "index.html").write_text("".join(f'<a href="{p.name}/">{p.name}</a>\n' for p in simple.iterdir()))
-    return simple
-
-
-def test_requirements_install_through_index_url_into_the_venv(webui: Path, sub_repos, wheel_index: Path,
-                                                             tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin" / "python")
-    env = repo_env(sub_repos, TORCH_COMMAND=HARMLESS_TORCH, INDEX_URL=wheel_index.as_uri() + "/",
-                   PIP_DISABLE_PIP_VERSION_CHECK="1")
-    result = run_launch(webui, "--exit", "--skip-torch-cuda-test", env=env, python=python)
-    assert result.returncode == 0, result.stderr
-    assert "Installing requirements" in result.stdout
-    versions = subprocess.run(
-        [python, "-c", "import importlib.metadata as m; print(m.version('six'), m.version('packaging'))"],
-        capture_output=True, text=True, check=True).stdout.split()
-    assert versions == ["1.16.0", "24.1"]
-    # Pins met: no pip run the second time, even with a dead index.
-    env["INDEX_URL"] = "file:///nonexistent/simple/"
-    result = run_launch(webui, "--exit", "--skip-torch-cuda-test", env=env, python=python)
-    assert result.returncode == 0, result.stderr
-    assert "Installing requirements" not in result.stdout
-
-
+# -- requirements (installing through INDEX_URL is shown end to end in test_standin_mirror_e2e.py) ----------------
 def test_requirements_failure_and_skip_install(webui: Path, sub_repos, tmp_path: Path) -> None:
     reqs = tmp_path / "reqs.txt"
     reqs.write_text("sdfleet-not-a-package==9.9.9\n")

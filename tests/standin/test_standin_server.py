@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import signal
 import socket
+import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -264,3 +267,34 @@ def test_nowebui_serves_api_without_internal_routes(start_server) -> None:
     server = start_server("--nowebui", "--server-name", "127.0.0.1")
     assert request(server.url("/internal/ping"))[0] == 404
     assert request(server.url("/sdapi/v1/sd-models"))[0] == 200
+
+
+@pytest.mark.parametrize("python", ["python3.11", "python3.13"])
+def test_serves_under_the_container_pythons(python: str, webui: Path) -> None:
+    """Debian bookworm ships 3.11 and trixie 3.13: the server path must work on both (stdlib only)."""
+    candidates = [shutil.which(python), *sorted(Path.home().glob(f".pyenv/versions/{python[6:]}*/bin/{python}"))]
+    working = [str(c) for c in candidates
+               if c and subprocess.run([c, "-c", ""], capture_output=True, check=False).returncode == 0]
+    if not working:
+        pytest.skip(f"no working {python} on PATH or under ~/.pyenv here")
+    interpreter = working[0]
+    port = free_port()
+    proc = subprocess.Popen([interpreter, "launch.py", "--skip-prepare-environment", "--port", str(port), "--api"],
+                            cwd=webui, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if request(f"http://127.0.0.1:{port}/internal/ping")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout and proc.stdout.read()
+            time.sleep(0.1)
+        assert request(f"http://127.0.0.1:{port}/sdapi/v1/sd-models")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
