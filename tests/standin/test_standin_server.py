@@ -140,6 +140,8 @@ def test_exposed_server_with_gradio_and_api_auth(start_server, webui: Path, tmp_
     cookie = next(c for c in cookies if c.startswith("access-token="))
     assert request(server.url("/config"), headers={"Cookie": cookie})[0] == 200
     assert request(server.url("/config"), headers={"Cookie": "access-token=forged"})[0] == 401
+    status, _headers, body = request(server.url("/"), headers={"Cookie": cookie})
+    assert status == 200 and b"Login" not in body
 
     status, _headers, body = request(server.url("/sdapi/v1/sd-models"))
     assert status == 401 and json.loads(body)["error"] == "HTTPException"
