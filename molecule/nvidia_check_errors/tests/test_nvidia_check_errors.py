@@ -1,0 +1,20 @@
+"""nvidia_check_errors: every refusal happened in converge (block/rescue asserts); here, the host is untouched."""
+import pytest
+
+
+@pytest.mark.parametrize("tree", ["/etc", "/opt", "/usr", "/var/lib", "/var/tmp"])
+def test_role_changed_nothing_on_the_host(host, tree):
+    """Nothing under these trees is newer than the marker prepare wrote last."""
+    cmd = host.run(f"find {tree} -xdev -mindepth 1 -newer /var/tmp/sdfleet-prepared -print")
+    assert cmd.rc == 0, cmd.stderr
+    assert cmd.stdout.strip() == ""
+
+
+def test_nvidia_smi_stays_missing(host):
+    """The no_device/driver_missing cases relied on no nvidia-smi on PATH; nothing installed one."""
+    assert not host.exists("nvidia-smi")
+
+
+def test_fake_configs_are_intact(host):
+    config = host.file("/etc/sdfleet/cases/driver_library_mismatch.json")
+    assert config.is_file and "Driver/library version mismatch" in config.content_string
