@@ -166,3 +166,59 @@ def test_collect_unreadable_output_everywhere_is_parse_error():
     run = Recorder([(0, "garbage without commas\n"), (0, "garbage\n")])
     facts = smi.collect(run, "/usr/bin/nvidia-smi", _no_pci)
     assert facts.state == "parse_error" and "table fallback failed" in facts.message
+
+
+# ---------------------------------------------------------------- the fake nvidia-smi itself
+
+def fake(tmp_path: pathlib.Path, config: dict, *argv: str) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "fake.json"
+    cfg.write_text(json.dumps(dict(config, captures_dir=str(CAPTURES))), encoding="utf-8")
+    return subprocess.run([sys.executable, str(FAKE), *argv], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, FAKE_NVIDIA_SMI_CONFIG=str(cfg)))
+
+
+def test_fake_selects_columns_by_name_with_header_and_units(tmp_path):
+    done = fake(tmp_path, {"capture": "csv-h200-mig-allfields.txt"}, "--query-gpu=name,memory.total,mig.mode.current",
+                "--format=csv")
+    assert (done.returncode, done.stdout) == (0, "name, memory.total [MiB], mig.mode.current\n"
+                                                 "NVIDIA H200, 143771 MiB, Enabled\n")
+
+
+def test_fake_honours_order_noheader_nounits(tmp_path):
+    done = fake(tmp_path, {"capture": "csv-h100-80gb-allfields.txt"}, "--query-gpu=memory.total,index,compute_cap",
+                "--format=csv,noheader,nounits")
+    assert (done.returncode, done.stdout) == (0, "81559, 0, 9.0\n")
+
+
+def test_fake_rejects_fields_like_an_old_driver(tmp_path):
+    done = fake(tmp_path, {"capture": "csv-h100-80gb-allfields.txt", "reject_fields": ["compute_cap"]},
+                "--query-gpu=index,compute_cap", "--format=csv")
+    assert done.returncode == 2 and done.stdout.startswith('Field "compute_cap" is not a valid field to query.')
+    unknown = fake(tmp_path, {"capture": "csv-h100-80gb-allfields.txt"}, "--query-gpu=index,bogus", "--format=csv")
+    assert unknown.returncode == 2 and 'Field "bogus"' in unknown.stdout
+
+
+def test_fake_table_capture_prints_the_capture_and_refuses_queries(tmp_path):
+    name = "table-2x-mixed-rtx2070-gtx750ti.txt"
+    plain = fake(tmp_path, {"capture": name})
+    assert plain.returncode == 0 and plain.stdout.rstrip("\n") == (CAPTURES / name).read_text().rstrip("\n")
+    query = fake(tmp_path, {"capture": name}, "--query-gpu=index", "--format=csv")
+    assert query.returncode == 2 and "Invalid combination" in query.stdout
+
+
+def test_fake_query_unsupported_mode(tmp_path):
+    done = fake(tmp_path, {"capture": "csv-h100-80gb-allfields.txt", "query_unsupported": True},
+                "--query-gpu=index", "--format=csv")
+    assert done.returncode == 2
+
+
+def test_fake_gpu_data_with_units(tmp_path):
+    done = fake(tmp_path, {"driver_version": "450.57", "gpus": [{"name": "GeForce RTX 2070", "memory.total": 7981}]},
+                "--query-gpu=index,name,memory.total,driver_version,uuid", "--format=csv")
+    assert done.stdout == ("index, name, memory.total [MiB], driver_version, uuid\n"
+                           "0, GeForce RTX 2070, 7981 MiB, 450.57, [N/A]\n")
+
+
+def test_fake_error_mode(tmp_path):
+    done = fake(tmp_path, {"error": {"message": "No devices were found", "exit_code": 6}})
+    assert (done.returncode, done.stdout) == (6, "No devices were found\n")
