@@ -222,3 +222,23 @@ def test_fake_gpu_data_with_units(tmp_path):
 def test_fake_error_mode(tmp_path):
     done = fake(tmp_path, {"error": {"message": "No devices were found", "exit_code": 6}})
     assert (done.returncode, done.stdout) == (6, "No devices were found\n")
+
+
+def test_fake_renders_a_table_for_gpu_data_that_the_parser_reads(tmp_path):
+    """Plain nvidia-smi on a data config prints a 535+-layout table; the table parser reads it back."""
+    config = {"driver_version": "450.57", "gpus": [
+        {"name": "GeForce RTX 2070", "memory.total": 7981, "pci.bus_id": "00000000:01:00.0"},
+        {"name": "NVIDIA GeForce RTX 4080 SUPER", "memory.total": 16376, "mig.mode.current": "Disabled"}]}
+    done = fake(tmp_path, config)
+    assert done.returncode == 0
+    assert {len(line) for line in done.stdout.splitlines()} == {91}
+    driver, gpus = smi.parse_table(done.stdout)
+    assert driver == "450.57"
+    assert [(g.index, g.name, g.memory_total_mib, g.mig_mode, g.name_truncated) for g in gpus] == [
+        (0, "GeForce RTX 2070", 7981, None, False), (1, "NVIDIA GeForce RTX 4080 ...", 16376, "disabled", True)]
+
+
+def test_module_falls_back_to_the_rendered_table(tmp_path):
+    result = run_module(tmp_path, {"query_unsupported": True, "driver_version": "450.57",
+                                   "gpus": [{"name": "GeForce GTX 750 Ti", "memory.total": 2002}]})
+    assert result["source"] == "table" and result["gpus"][0]["memory_total_mib"] == 2002
