@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.sdfleet.toolkit.plugins.filter.model_paths import FilterModule, model_plan, model_problems
+from ansible_collections.sdfleet.toolkit.plugins.filter.model_paths import (FilterModule, model_facts, model_fill_sha256, model_plan,
+                                                                        model_problems)
 
 SHA = "a" * 64
 URL = "https://example.invalid/models/v1-5.safetensors"
@@ -96,5 +97,29 @@ def test_plan_keys_and_cache_modes():
     assert src["via_controller"] and src["urls"] == []
 
 
+def test_model_facts_from_results():
+    (rec,) = model_plan([{"name": "sd15", "kind": "checkpoint", "url": URL, "sha256": SHA}], "/m", "/e")
+    done = {"__x": rec, "ansible_loop_var": "__x", "sha256": SHA, "legacy_hash": "1234abcd"}
+    pending = {"item": dict(rec, name="later"), "sha256": None, "legacy_hash": None}  # check mode, not there yet
+    assert model_facts([done, pending]) == [
+        {"name": "sd15", "kind": "checkpoint", "path": "/m/Stable-diffusion/v1-5.safetensors", "sha256": SHA,
+         "short_hash": SHA[:10], "legacy_hash": "1234abcd"},
+        {"name": "later", "kind": "checkpoint", "path": "/m/Stable-diffusion/v1-5.safetensors", "sha256": SHA,
+         "short_hash": SHA[:10], "legacy_hash": None}]
+
+
+def test_fill_sha256_of_controller_files():
+    plan = model_plan([{"name": "a", "kind": "lora", "src": "files/a.pt"},
+                       {"name": "b", "kind": "lora", "src": "files/b.pt", "sha256": SHA},
+                       {"name": "c", "kind": "vae", "url": URL, "sha256": SHA},
+                       {"name": "d", "kind": "vae", "filename": "d.pt", "state": "absent"}], "/m", "/e")
+    results = [{"__i": plan[0], "ansible_loop_var": "__i", "sha256": "d" * 64},
+               {"__i": plan[1], "ansible_loop_var": "__i", "sha256": SHA}]
+    filled = model_fill_sha256(plan, results)
+    assert [r["name"] for r in filled] == ["a", "b", "c"]
+    assert filled[0]["sha256"] == filled[0]["key"] == "d" * 64
+    assert filled[1] == plan[1] and filled[2] == plan[2]
+
+
 def test_filter_module_exports():
-    assert set(FilterModule().filters()) == {"model_problems", "model_plan"}
+    assert set(FilterModule().filters()) == {"model_problems", "model_plan", "model_facts", "model_fill_sha256"}

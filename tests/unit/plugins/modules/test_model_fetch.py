@@ -102,7 +102,7 @@ def legacy(data: bytes) -> str:
 def test_download_places_verified_file_and_skips_next_time(tmp_path, srv):
     dest = tmp_path / "m.safetensors"
     url = srv.base + "/files/model.safetensors"
-    res = run(tmp_path, dest=str(dest), url=[url], sha256=SHA)
+    res = run(tmp_path, dest=str(dest), url=[url], sha256=SHA, mode="0644")
     assert res["changed"] and res["action"] == "downloaded" and not res.get("failed"), res
     assert dest.read_bytes() == DATA
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
@@ -112,7 +112,7 @@ def test_download_places_verified_file_and_skips_next_time(tmp_path, srv):
     assert progress["bytes"] == progress["total"] == SIZE
     assert srv.stats("/files/model.safetensors") == {"requests": 1, "bytes": SIZE}
 
-    again = run(tmp_path, dest=str(dest), url=[url], sha256=SHA)
+    again = run(tmp_path, dest=str(dest), url=[url], sha256=SHA, mode="0644")
     assert not again["changed"] and again["current"] and again["action"] == "none", again
     assert again["legacy_hash"] == legacy(DATA)
     assert srv.stats("/files/model.safetensors")["requests"] == 1
@@ -130,7 +130,7 @@ def test_mismatch_keeps_old_file_and_leaves_no_partial(tmp_path, srv):
     dest = tmp_path / "m.safetensors"
     dest.write_bytes(b"old model")
     res = run(tmp_path, dest=str(dest), url=[srv.base + "/files/other.safetensors"], sha256=SHA)
-    assert res.get("failed"), res
+    assert res.get("failed") and not res["changed"], res
     assert SHA in res["msg"] and OTHER_SHA in res["msg"]
     assert dest.read_bytes() == b"old model"
     assert parts(tmp_path) == []
@@ -185,10 +185,10 @@ def test_wrong_file_replaced_and_permissions_fixed(tmp_path, srv):
     dest = tmp_path / "m.safetensors"
     url = [srv.base + "/files/model.safetensors"]
     dest.write_bytes(b"older version")
-    assert run(tmp_path, dest=str(dest), url=url, sha256=SHA)["action"] == "downloaded"
+    assert run(tmp_path, dest=str(dest), url=url, sha256=SHA, mode="0644")["action"] == "downloaded"
     assert dest.read_bytes() == DATA
     dest.chmod(0o666)
-    res = run(tmp_path, dest=str(dest), url=url, sha256=SHA)
+    res = run(tmp_path, dest=str(dest), url=url, sha256=SHA, mode="0644")
     assert res["changed"] and res["action"] == "permissions"
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
     assert srv.stats("/files/model.safetensors")["requests"] == 1
@@ -235,9 +235,14 @@ def test_verify_only_reports_missing_and_present(tmp_path):
     assert not res["changed"] and not res["current"] and res["action"] == "missing"
     dest.write_bytes(OTHER)
     res = run(tmp_path, dest=str(dest), sha256=OTHER_SHA)
-    assert res["current"] and res["legacy_hash"] == legacy(OTHER) and res["short_hash"] == OTHER_SHA[:10]
+    assert res["current"] and not res["changed"] and res["legacy_hash"] == legacy(OTHER) and res["short_hash"] == OTHER_SHA[:10]
     res = run(tmp_path, dest=str(dest), sha256=SHA)
     assert not res["current"] and not res["changed"] and dest.read_bytes() == OTHER
+    # verify-only follows a link (a shared_path model placed with link: true)
+    link = tmp_path / "l.safetensors"
+    link.symlink_to(dest)
+    res = run(tmp_path, dest=str(link), sha256=OTHER_SHA)
+    assert res["current"] and res["sha256"] == OTHER_SHA
 
 
 def test_absent_removes_file_and_is_idempotent(tmp_path):

@@ -5,6 +5,9 @@
   and the fix (empty list when all is well). The role asserts on it before anything is downloaded.
 - ``model_plan(models, models_dir, embeddings_dir, cache_mode, mirror_url)``: one record per item with its final
   path (``dest``), directory, source kind, the cache key and the URLs to try in order.
+- ``model_fill_sha256(plan, results)``: the present records, controller-file models completed with the sha256
+  computed on the controller.
+- ``model_facts(results)``: the ``sdfleet_models`` fact from the role's registered ``model_fetch`` results.
 
 Kinds map to the webui's directories (reference/webui.md section 5): embeddings live in the embeddings dir
 (``<data>/embeddings`` or ``--embeddings-dir``), not under ``<models>``.
@@ -195,8 +198,53 @@ def model_plan(models: Any, models_dir: str, embeddings_dir: str, cache_mode: st
     return plan
 
 
+def _loop_item(result: dict) -> dict:
+    """The loop item of one registered loop result (under its loop_var)."""
+    return result.get(result.get("ansible_loop_var", "item")) or {}
+
+
+def model_fill_sha256(plan: Any, results: Any) -> list[dict]:
+    """The present records of ``plan``, with the sha256 (and cache key) of controller-file models taken from the
+    registered results of hashing them on the controller (matched by item name and src)."""
+    hashed = {}
+    for result in results or []:
+        item = _loop_item(result)
+        if result.get("sha256"):
+            hashed[(item.get("name"), item.get("src"))] = result["sha256"]
+    out = []
+    for rec in plan or []:
+        if rec.get("state") != "present":
+            continue
+        if rec.get("source") == "src" and not rec.get("sha256"):
+            sha = hashed.get((rec.get("name"), rec.get("src")))
+            if sha:
+                rec = dict(rec, sha256=sha, key=sha)
+        out.append(rec)
+    return out
+
+
+def model_facts(results: Any) -> list[dict]:
+    """The ``sdfleet_models`` fact from the registered loop results of ``model_fetch`` (verify-only) over plan records:
+    ``{name, kind, path, sha256, short_hash, legacy_hash}`` per model (hashes null when unknown, e.g. in check mode
+    before a download)."""
+    facts = []
+    for result in results or []:
+        item = _loop_item(result)
+        sha = result.get("sha256") or item.get("sha256")
+        facts.append({
+            "name": item.get("name"),
+            "kind": item.get("kind"),
+            "path": item.get("dest"),
+            "sha256": sha,
+            "short_hash": sha[:10] if sha else None,
+            "legacy_hash": result.get("legacy_hash"),
+        })
+    return facts
+
+
 class FilterModule:
-    """sdfleet.toolkit.model_problems / model_plan."""
+    """sdfleet.toolkit.model_problems / model_plan / model_fill_sha256 / model_facts."""
 
     def filters(self) -> dict:
-        return {"model_problems": model_problems, "model_plan": model_plan}
+        return {"model_problems": model_problems, "model_plan": model_plan, "model_facts": model_facts,
+                "model_fill_sha256": model_fill_sha256}

@@ -128,7 +128,7 @@ def save_record(records_dir: str, record: HashRecord) -> None:
     """Store ``record`` atomically (write a temp file, then rename)."""
     os.makedirs(records_dir, mode=0o700, exist_ok=True)
     final = os.path.join(records_dir, record_name(record.path))
-    tmp = final + ".tmp"
+    tmp = f"{final}.{os.getpid()}.tmp"  # several hosts may record the same controller file at once
     with open(tmp, "w", encoding="utf-8") as stream:
         json.dump(asdict(record), stream)
     os.replace(tmp, final)

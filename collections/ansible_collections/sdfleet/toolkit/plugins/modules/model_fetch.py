@@ -69,9 +69,8 @@ options:
     description: Group of the placed file.
     type: str
   mode:
-    description: Mode of the placed file.
+    description: Mode of the placed file (left as created under the umask when not given).
     type: raw
-    default: "0644"
   progress_file:
     description: Where to write download progress; default C(<partial_dir>/<sha256 or key>.progress).
     type: path
@@ -318,7 +317,8 @@ class Placer:
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def fail(self, msg: str, **extra) -> None:
-        self.module.fail_json(msg=msg, **dict(self.result, **extra))
+        # Nothing reaches dest on a failure (a kept partial file is not a change of the model).
+        self.module.fail_json(msg=msg, **dict(self.result, changed=False, current=False, **extra))
 
     def file_args(self, path: str) -> dict:
         args = self.module.load_file_common_arguments(self.p, path=path)
@@ -378,7 +378,9 @@ class Placer:
                 self.fail(f"{src}: sha256 mismatch: expected {self.expected}, got {sha}; the link {self.dest} "
                           "points at a file that is not the expected model", expected=self.expected, actual=sha)
             return True, sha
-        if os.path.islink(self.dest) or not os.path.isfile(self.dest):
+        fetching = bool(src or self.p["url"])
+        if (fetching and os.path.islink(self.dest)) or not os.path.isfile(self.dest):
+            # A source replaces a link with a real file; verify-only follows links.
             return False, None
         sha = self.sha_of(self.dest)
         if self.expected:
@@ -408,7 +410,7 @@ class Placer:
         current, sha = self.dest_is_current()
         if current:
             self.result["current"] = True
-            if not os.path.islink(self.dest):
+            if not os.path.islink(self.dest) and (self.p["owner"] or self.p["group"] or self.p["mode"]):
                 changed = self.module.set_fs_attributes_if_different(self.file_args(self.dest), False)
                 if changed:
                     self.result.update(changed=True, action="permissions")
@@ -531,7 +533,7 @@ def main() -> None:
             "partial_dir": {"type": "path", "required": True},
             "owner": {"type": "str"},
             "group": {"type": "str"},
-            "mode": {"type": "raw", "default": "0644"},
+            "mode": {"type": "raw"},
             "progress_file": {"type": "path"},
             "timeout": {"type": "int", "default": 60},
             "retries": {"type": "int", "default": 0},
