@@ -108,6 +108,16 @@ def test_single_stale_instance_dropin_removed(host):
 
 
 @only("webui_service-single")
+def test_single_checkout_stays_clean_for_webui_repo(host):
+    # the rendered webui-user.sh is skip-worktree: webui_repo's "local edits" check sees nothing
+    git = "sudo -u sdwebui git -C /opt/sd-webui"
+    assert host.run(f"{git} ls-files -v -- webui-user.sh").stdout.startswith("S ")
+    out = host.run(f"{git} status --porcelain --untracked-files=no")
+    assert out.rc == 0 and out.stdout.strip() == "", out.stdout + out.stderr
+    assert host.run(f"{git} diff --quiet HEAD -- webui-user.sh").rc == 0
+
+
+@only("webui_service-single")
 def test_single_listens_on_loopback_port_80_only(host):
     assert host.socket("tcp://127.0.0.1:80").is_listening
     assert not host.socket("tcp://0.0.0.0:80").is_listening
