@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import pathlib
 import socket
 import stat
@@ -257,3 +258,20 @@ def test_absent_removes_file_and_is_idempotent(tmp_path):
 def test_bad_sha256_refused(tmp_path):
     res = run(tmp_path, dest=str(tmp_path / "m"), url=["http://127.0.0.1:1/x"], sha256="abc")
     assert res.get("failed") and "64 hex" in res["msg"]
+
+
+def test_documentation_parses_and_matches_the_argument_spec():
+    """ansible-doc renders the module only when DOCUMENTATION is valid YAML; its options are the real ones."""
+    import ast
+
+    import yaml
+
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
+    docs = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name) and t.id in ("DOCUMENTATION", "EXAMPLES", "RETURN")}
+    doc = yaml.safe_load(docs["DOCUMENTATION"])
+    yaml.safe_load(docs["EXAMPLES"])
+    ret = yaml.safe_load(docs["RETURN"])
+    spec_keys = set(re.findall(r'^\s+"(\w+)": \{"type"', MODULE.read_text(encoding="utf-8"), re.M))
+    assert set(doc["options"]) == spec_keys
+    assert {"current", "action", "sha256", "short_hash", "legacy_hash", "bytes_downloaded"} <= set(ret)

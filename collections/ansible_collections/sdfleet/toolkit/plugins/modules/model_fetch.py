@@ -20,7 +20,7 @@ description:
   - A file already at I(dest) with the expected SHA-256 is never fetched again. Its hash is remembered in a record
     under C(<partial_dir>/records) keyed by path, size, mtime and inode, so later runs skip re-hashing it; any change
     of those makes the module hash the file again.
-  - Writes a JSON progress file (C({"bytes": n, "total": t})) about once a second while it downloads, for a
+  - Writes a JSON progress file (keys C(bytes), C(total), C(url), C(phase)) about once a second while it downloads, for a
     polling loop to print when the task runs with C(async).
   - Returns the webui's hashes of the file, the full SHA-256, the short hash (first 10 hex) and the legacy
     8-hex hash (SHA-256 of 64 KiB at offset 1 MiB).
@@ -46,7 +46,7 @@ options:
     description: A file on the managed host (shared storage, or a copy staged by the caller) to copy, move or link.
     type: path
   link:
-    description: With I(src), make I(dest) a symlink to I(src) instead of a copy (I(src) must stay reachable).
+    description: With I(src), make I(dest) a symlink to I(src) instead of a copy; I(src) must stay reachable.
     type: bool
     default: false
   remove_src:
@@ -56,10 +56,10 @@ options:
   sha256:
     description:
       - Expected SHA-256 (64 hex, an optional C(sha256:) prefix is dropped). Without it nothing is verified and a
-        file already at I(dest) is taken as it is (for I(src) copies: when its hash equals I(src)'s).
+        file already at I(dest) is taken as it is (for I(src) copies, when its hash equals the hash of I(src)).
     type: str
   partial_dir:
-    description: Where partial downloads, staged files and hash records live (created C(0700) when missing).
+    description: Where partial downloads, staged files and hash records live (created with mode C(0700) when missing).
     type: path
     required: true
   owner:
