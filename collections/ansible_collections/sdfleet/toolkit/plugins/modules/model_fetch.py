@@ -264,7 +264,7 @@ def download(url: str, partial: str, params: dict, progress: Progress) -> tuple[
     if status == 206:
         match = CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
         if not match or int(match.group(1)) != have:
-            raise Interrupted(f"{url}: unexpected Content-Range {resp.headers.get('Content-Range')!r} for a resume "
+            raise Interrupted(f"unexpected Content-Range {resp.headers.get('Content-Range')!r} for a resume "
                               f"from byte {have}")
         total = int(match.group(3)) if match.group(3) != "*" else None
         flags = "ab"
@@ -286,11 +286,11 @@ def download(url: str, partial: str, params: dict, progress: Progress) -> tuple[
             out.flush()
             os.fsync(out.fileno())
     except (http.client.IncompleteRead, socket.timeout, ConnectionError, OSError) as exc:
-        raise Interrupted(f"{url}: transfer stopped at byte {have + received} of {total or '?'}: {exc}") from exc
+        raise Interrupted(f"transfer stopped at byte {have + received} of {total or '?'}: {exc}") from exc
     finally:
         resp.close()
     if total is not None and have + received != total:
-        raise Interrupted(f"{url}: transfer stopped at byte {have + received} of {total}")
+        raise Interrupted(f"transfer stopped at byte {have + received} of {total}")
     progress.update(have + received, total, url, "downloaded", force=True)
     return hasher.hexdigest(), received, resumed_from
 
