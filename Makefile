@@ -7,7 +7,7 @@ PY ?= python3
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv docker images fixture lint unit molecule test demo demo-down bench clean
+.PHONY: help venv docker browser images fixture lint unit molecule test demo demo-down bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,11 @@ venv: $(VENV)/.stamp ## Create .venv with the pinned toolchain (no-op when curre
 
 docker: ## Install docker.io/debootstrap and start dockerd if needed
 	scripts/ensure_docker.sh
+
+browser: ## Install Debian's chromium (the fleet report's headless-browser test)
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
 
 images: docker ## Build the local base images (cached by recipe)
 	$(PY) scripts/build_images.py
@@ -40,7 +45,7 @@ unit: venv ## pytest: plugin unit tests, stand-in webui, mirror fixture
 molecule: venv images fixture ## Every molecule scenario
 	scripts/run_molecule.sh
 
-test: venv images fixture ## The whole suite: lint, pytest, every molecule scenario
+test: venv images fixture browser ## The whole suite: lint, pytest, every molecule scenario
 	@start=$$(date +%s); rc=0; \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory unit || rc=1; \

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-from mirror_helpers import git, run_builder
+from mirror_helpers import BUILDER, git, run_builder
 
 
 def manifest(root: Path) -> dict[str, str]:
@@ -76,3 +78,24 @@ def test_webui_commit_holds_the_standin_tree(fixture_dir: Path, webui_src: Path)
 def test_server_copy_is_current(fixture_dir: Path) -> None:
     source = Path(__file__).resolve().parents[2] / "molecule" / "_shared" / "mirror" / "mirror_server.py"
     assert (fixture_dir / "bin" / "mirror_server.py").read_bytes() == source.read_bytes()
+
+
+def test_source_files_honour_the_standin_gitignore(tmp_path: Path) -> None:
+    """What a hand-run stand-in leaves behind (venv/, repositories/, config.json) never enters the fixture."""
+    spec = importlib.util.spec_from_file_location("build_fixture", BUILDER)
+    assert spec and spec.loader
+    build_fixture = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_fixture", build_fixture)  # dataclasses look their module up there
+    spec.loader.exec_module(build_fixture)
+
+    src = tmp_path / "webui"
+    (src / "venv" / "bin").mkdir(parents=True)
+    (src / "repositories" / "k-diffusion").mkdir(parents=True)
+    (src / "webui.sh").write_text("#!/bin/sh\n")
+    (src / ".gitignore").write_text("/venv\n/repositories\n/config.json\n")
+    (src / "config.json").write_text("{}\n")
+    (src / "venv" / "bin" / "python").write_text("")
+    (src / "repositories" / "k-diffusion" / "x.py").write_text("")
+    git("init", "-q", str(src))
+    names = {p.relative_to(src).as_posix() for p in build_fixture.source_files(src)}
+    assert names == {".gitignore", "webui.sh"}

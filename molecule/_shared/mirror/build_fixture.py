@@ -119,7 +119,15 @@ def normalize(name: str) -> str:
 
 
 def source_files(src: Path) -> list[Path]:
-    """Files of the stand-in tree, sorted, without caches and bytecode."""
+    """Files of the stand-in tree, sorted, without caches and bytecode. Inside a git work tree the tree's
+    own .gitignore is honoured (a stand-in run by hand leaves venv/, repositories/, config.json behind)."""
+    proc = subprocess.run(["git", "-C", str(src), "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                           "--", "."], capture_output=True, check=False)
+    if proc.returncode == 0 and proc.stdout:
+        listed = (src / name for name in proc.stdout.decode().split("\0") if name)
+        return sorted(path for path in listed
+                      if path.is_file() and not path.name.endswith(IGNORED_SUFFIXES)
+                      and not IGNORED_NAMES.intersection(path.relative_to(src).parts))
     found = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
