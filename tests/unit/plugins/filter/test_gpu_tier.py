@@ -14,7 +14,7 @@ from ansible_collections.sdfleet.toolkit.plugins.filter import gpu_tier as gt
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import nvidia_smi as smi
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
-CAPTURES = ROOT.parent / "shared" / "reference" / "nvidia-smi"
+CAPTURES = ROOT / "tests" / "fixtures" / "nvidia-smi"
 DEFAULTS = yaml.safe_load((ROOT / "roles/nvidia_check/defaults/main.yml").read_text(encoding="utf-8"))
 TABLE = DEFAULTS["nvidia_check_tier_table"]
 QUIRKS = DEFAULTS["nvidia_check_quirks"]

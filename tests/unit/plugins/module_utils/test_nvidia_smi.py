@@ -1,6 +1,6 @@
 """nvidia_smi module_utils: the parser over every real capture, and failure classification.
 
-The captures live in ``../shared/reference/nvidia-smi/`` beside the repository
+The captures live in ``tests/fixtures/nvidia-smi/`` (copied from the shared reference)
 (INDEX.md there lists the GPU names and MiB per GPU asserted below).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import nvidia_smi as smi
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
-CAPTURES = ROOT.parent / "shared" / "reference" / "nvidia-smi"
+CAPTURES = ROOT / "tests" / "fixtures" / "nvidia-smi"
 
 # file -> (driver version or None for csv, [(name as printed, MiB, mig_mode)] in index order)
 A100_40_MIG = [("A100-SXM4-40GB", 40537, "disabled")] + [("A100-SXM4-40GB", 40537, "enabled")] * 7

@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import nvidia_smi as smi
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
-CAPTURES = ROOT.parent / "shared" / "reference" / "nvidia-smi"
+CAPTURES = ROOT / "tests" / "fixtures" / "nvidia-smi"
 MODULE = ROOT / "collections/ansible_collections/sdfleet/toolkit/plugins/modules/nvidia_gpu_facts.py"
 FAKE = ROOT / "molecule/_shared/fake_nvidia_smi/nvidia-smi"
 
