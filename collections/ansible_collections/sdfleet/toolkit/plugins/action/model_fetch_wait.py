@@ -7,74 +7,7 @@ notifies exactly as the job did.
 """
 from __future__ import annotations
 
-DOCUMENTATION = r"""
----
-module: model_fetch_wait
-short_description: Wait for an async sdfleet.toolkit.model_fetch job and show its progress
-version_added: "0.1.0"
-description:
-  - Polls the job started with C(async) and C(poll 0) (through C(async_status)) every I(poll) seconds and, every
-    I(interval) seconds, prints a line such as C(sd15 - 1.2 GiB of 4.0 GiB (30.0%)) read from the job's progress file.
-  - When the job ends, returns its result (C(changed), C(failed), C(msg) and the module's return values) and
-    removes the job's status file.
-  - Runs on the controller; the job and the progress file are read on the task's host (or its C(delegate_to)).
-author:
-  - sdfleet contributors
-options:
-  jid:
-    description: The C(ansible_job_id) of the job.
-    type: str
-    required: true
-  progress_file:
-    description: The progress file the job writes (model_fetch's I(progress_file)).
-    type: str
-  label:
-    description: What the progress lines call the download.
-    type: str
-    default: download
-  interval:
-    description: Seconds between two progress lines.
-    type: int
-    default: 30
-  poll:
-    description: Seconds between two looks at the job.
-    type: float
-    default: 1
-  timeout:
-    description: Give up (fail) after this many seconds; the job itself may still run.
-    type: int
-    default: 43200
-attributes:
-  check_mode:
-    support: none
-    description: There is no job to wait for in check mode; the role does not run it then.
-"""
-
-EXAMPLES = r"""
-- name: Start the download
-  sdfleet.toolkit.model_fetch:
-    dest: /opt/sd-webui/models/Stable-diffusion/sd15.safetensors
-    url: [https://example.org/sd15.safetensors]
-    sha256: 6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa
-    partial_dir: /opt/sd-webui/models/.sdfleet-partial
-    progress_file: /opt/sd-webui/models/.sdfleet-partial/sd15.progress
-  async: 43200
-  poll: 0
-  register: job
-
-- name: Wait for it, showing progress
-  sdfleet.toolkit.model_fetch_wait:
-    jid: "{{ job.ansible_job_id }}"
-    progress_file: /opt/sd-webui/models/.sdfleet-partial/sd15.progress
-    label: sd15
-"""
-
-RETURN = r"""
-current:
-  description: The job's result is returned as it is (see sdfleet.toolkit.model_fetch), without the async keys.
-  returned: when the job finished
-  type: bool
-"""
+# DOCUMENTATION, EXAMPLES and RETURN live in plugins/modules/model_fetch_wait.py (where ansible-doc looks).
 
 import base64
 import json

@@ -11,7 +11,7 @@ version_added: "0.1.0"
 description:
   - For each name of I(items) found in I(src), moves it into I(dest). A directory whose counterpart does not
     exist in I(dest) is moved whole; otherwise its files are merged one by one.
-  - A file never replaces one that is already in I(dest) (a file that came with the checkout): the bundle's copy
+  - A file never replaces one that is already in I(dest) (a file that came with the checkout); the bundle's copy
     stays in I(src) and is listed in I(kept), with whether it is identical or differs.
   - Moved files and directories are given to I(owner)/I(group).
   - I(src) itself is left in place (it is the backup of what was there), holding whatever was not moved.

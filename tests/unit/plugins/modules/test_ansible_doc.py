@@ -1,0 +1,27 @@
+"""Every module of the collection (model_fetch_wait's action plugin included) renders with ansible-doc."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[4]
+COLLECTION = ROOT / "collections" / "ansible_collections" / "sdfleet" / "toolkit"
+MODULES = sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+
+
+def test_every_module_renders_with_ansible_doc() -> None:
+    names = [f"sdfleet.toolkit.{m}" for m in MODULES]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_NOCOLOR="1")
+    doc = pathlib.Path(sys.executable).with_name("ansible-doc")
+    proc = subprocess.run([str(doc), "--json", "-t", "module", *names], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rendered = json.loads(proc.stdout)
+    assert sorted(rendered) == sorted(names), proc.stderr
+    for name, entry in rendered.items():
+        assert entry["doc"].get("short_description"), f"{name}: no short_description"
+        assert entry["doc"].get("options") is not None, f"{name}: no options"
+        assert entry.get("examples"), f"{name}: no EXAMPLES"
