@@ -10,44 +10,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable, Mapping
 
-DOCUMENTATION_EXPOSURE_PROBLEMS = r"""
-name: exposure_problems
-short_description: List what is unsafe or invalid in the webui exposure settings
-description:
-  - Takes a dict of exposure settings and returns a list of problems, one string each, naming the
-    variable, the bad value (never a password) and the fix. An empty list means the settings are safe.
-positional: settings
-options:
-  settings:
-    description: The exposure settings; see the keys below. Missing keys take their default.
-    type: dict
-    required: true
-    suboptions:
-      listen: {type: bool, default: false, description: "--listen (bind 0.0.0.0)."}
-      listen_address: {type: str, default: "", description: "--server-name; empty means 127.0.0.1, or 0.0.0.0 with listen."}
-      port: {type: int, default: 7860, description: Base port; instance N listens on port + N.}
-      instances: {type: int, default: 1, description: Number of instances (one per GPU).}
-      ports: {type: list, elements: int, description: "Explicit per-instance ports; overrides port + N."}
-      auth_users: {type: list, elements: dict, default: [], description: "UI logins, each {username, password}."}
-      api: {type: bool, default: false, description: "--api."}
-      api_auth_users: {type: list, elements: dict, default: [], description: "API logins, each {username, password}."}
-      share: {type: bool, default: false, description: "--share (public gradio.live tunnel)."}
-      insecure_extension_access: {type: bool, default: false, description: "--enable-insecure-extension-access."}
-      insecure_extension_access_acknowledged: {type: bool, default: false, description: Explicit opt-in for the above while exposed.}
-  min_password_length:
-    description: Shortest password accepted.
-    type: int
-    default: 8
-  prefix:
-    description: Prefix of the variable names used in the messages (the inventory names by default).
-    type: str
-    default: sdfleet_
-  role_prefix:
-    description: When set, each message also names the role variable, e.g. C(sdfleet_listen (preflight_listen)).
-    type: str
-    default: ""
-"""
-
 DEFAULT_MIN_PASSWORD_LENGTH = 8
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}

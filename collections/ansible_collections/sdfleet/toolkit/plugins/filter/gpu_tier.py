@@ -2,63 +2,6 @@
 """Filters that turn nvidia_gpu_facts results into webui tiers and flags (pure functions + FilterModule)."""
 from __future__ import annotations
 
-DOCUMENTATION_GPU_PLAN = r"""
-name: gpu_plan
-short_description: The sdfleet_gpu fact from nvidia_gpu_facts results, a tier table and a quirks table
-version_added: "0.1.0"
-description:
-  - Picks a tier per GPU from its total memory (the first row of the tier table whose C(min_mib) it reaches),
-    adds the attention flag and the flags of every quirk whose regex matches the GPU name, and sums the host up
-    (its tier is the lowest of its GPUs).
-  - An inventory pin (C(pin) other than C(auto)) sets every GPU's tier; C(cpu) needs no GPU at all.
-  - MIG-enabled GPUs and GPUs that report no memory size get the states C(mig_enabled) and C(vram_unknown) unless
-    a tier is pinned. A GPU under the smallest row gives C(vram_too_small), or the C(cpu) tier when
-    C(allow_cpu_fallback) is true. A driver failure falls back to C(cpu) only when C(allow_cpu_fallback) is true.
-  - The companion filter C(gpu_tier) returns the tier of one memory size.
-positional: _input
-options:
-  _input:
-    description: The registered result of sdfleet.toolkit.nvidia_gpu_facts.
-    type: dict
-    required: true
-  tier_table:
-    description: List of C({tier, min_mib, flags}), largest first.
-    type: list
-    required: true
-  quirks:
-    description: List of C({match, flags, why}); C(match) is a case-insensitive regex searched in the GPU name.
-    type: list
-    required: true
-  attention:
-    description: C(xformers), C(sdp) or C(none).
-    type: str
-    default: xformers
-  pin:
-    description: C(auto) or a tier name.
-    type: str
-    default: auto
-  allow_cpu_fallback:
-    description: Run on the CPU when no GPU is usable (driver failure or a GPU under the smallest row).
-    type: bool
-    default: false
-  cpu_flags:
-    description: The webui flags of the C(cpu) tier.
-    type: list
-    default: [--use-cpu, all, --precision, full, --no-half, --skip-torch-cuda-test]
-"""
-
-EXAMPLES_GPU_PLAN = r"""
-- name: Plan the host
-  ansible.builtin.set_fact:
-    sdfleet_gpu: "{{ gpu_facts | sdfleet.toolkit.gpu_plan(tier_table, quirks, attention='sdp') }}"
-"""
-
-RETURN_GPU_PLAN = r"""
-_value:
-  description: The sdfleet_gpu fact (state, message, driver_version, tier, flags, gpus with tier and flags).
-  type: dict
-"""
-
 import re
 from typing import Any, Iterable, Optional
 

@@ -30,7 +30,7 @@ name: webui_args
 short_description: Argument list of one AUTOMATIC1111 webui instance
 description:
   - Builds the argument list (after C(launch.py)) of one webui instance from the GPU record
-    (C(sdfleet_gpu.gpus[i]): tier and flags), the exposure variables and extra args.
+    (C(sdfleet_gpu.gpus[i]), its tier and flags), the exposure variables and extra args.
   - Deduplicates and resolves contradictions (the lowest VRAM tier wins; C(--no-half) drops C(--upcast-sampling)).
   - Always adds C(--no-download-sd-model). Refuses flags the real webui does not know.
 positional: _input
