@@ -132,6 +132,14 @@ def test_driver_failure_refused_or_cpu():
     assert fallback["state"] == "cpu" and "driver_library_mismatch" in fallback["message"]
 
 
+def test_cpu_advice_is_given_once():
+    """no_device's own message already names the CPU variables: the refusal does not repeat them."""
+    missing = smi.classify_missing(False)
+    got = plan(smi.Facts(missing.state, missing.message).as_dict())
+    assert got["state"] == "no_device"
+    assert got["message"].count("nvidia_check_tier: cpu") == 1
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     ({"attention": "flash"}, "nvidia_check_attention"),
     ({"pin": "huge"}, "nvidia_check_tier"),
