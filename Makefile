@@ -46,10 +46,11 @@ molecule: venv images fixture ## Every molecule scenario
 	scripts/run_molecule.sh
 
 test: venv images fixture browser ## The whole suite: lint, pytest, every molecule scenario
-	@start=$$(date +%s); rc=0; \
-	$(MAKE) --no-print-directory lint || rc=1; \
-	$(MAKE) --no-print-directory unit || rc=1; \
+	@start=$$(date +%s); rc=0; mkdir -p build; \
+	( $(MAKE) --no-print-directory lint; l=$$?; $(MAKE) --no-print-directory unit || exit 1; exit $$l ) >build/lint-unit.log 2>&1 & quick=$$!; \
 	scripts/run_molecule.sh || rc=1; \
+	echo "---- lint and pytest (run beside molecule; log build/lint-unit.log) ----"; \
+	if wait $$quick; then tail -n 4 build/lint-unit.log; else rc=1; cat build/lint-unit.log; fi; \
 	echo "make test: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
 
 demo: venv images fixture ## Bring up the demo fleet (containers) and provision it with site.yml
