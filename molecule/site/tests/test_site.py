@@ -10,9 +10,13 @@ import functools
 import json
 import os
 import pathlib
+import re
 import shlex
+import subprocess
+import sys
 
 import pytest
+import testinfra
 
 PINS = json.loads((pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "build/fixture/pins.json")
                   .read_text(encoding="utf-8"))
@@ -162,21 +166,39 @@ def test_mirror_git_is_cloneable_over_dumb_http(host):
     assert out.rc == 0 and out.stdout.strip() == "commit", out.stderr
 
 
+def _run_site(*args: str) -> tuple[str, dict[str, str]]:
+    """Run site.yml against this scenario's fleet; return its output and {host: recap line}."""
+    project = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    cmd = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i",
+           os.environ["MOLECULE_INVENTORY_FILE"], str(project / "site.yml"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+                          timeout=900, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out, dict(re.findall(r"^(site-\w+)\s+: (ok=.*)$", out, re.MULTILINE))
+
+
 def test_one_stage_runs_alone_with_tags():
     """`site.yml --tags service` on the converged fleet: the service stage alone finds what earlier stages
     publish (sdfleet_webui from the source probes and the checkout), fails nowhere and changes nothing."""
-    import re
-    import subprocess
-    import sys
-
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
-    project = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    cmd = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i",
-           os.environ["MOLECULE_INVENTORY_FILE"], str(project / "site.yml"), "--tags", "service"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    recap = dict(re.findall(r"^(site-\w+)\s+: (ok=.*)$", out, re.MULTILINE))
+    out, recap = _run_site("--tags", "service")
     assert set(recap) >= {"site-small", "site-mid", "site-dual"}, out[-4000:]
     for host, line in recap.items():
-        assert " changed=0 " in f" {line} " and " failed=0 " in f" {line} ", f"{host}: {line}"
+        assert all(f" {c}=0 " in f" {line} " for c in ("changed", "failed", "rescued")), f"{host}: {line}"
+
+
+def test_a_model_change_restarts_the_instances():
+    """Last test (it changes the fleet): removing a model in the models stage restarts site-small's instance
+    in the service stage, a later play (handlers do not cross plays; sdfleet_models_changed carries it)."""
+    small = testinfra.get_host("docker://site-small")
+    vae = "/opt/sd-webui/models/VAE/tiny-vae.safetensors"
+    assert small.file(vae).is_file
+    pid_before = small.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
+    absent = json.dumps({"sdfleet_model_list": [
+        {"name": "tiny-vae", "kind": "vae", "filename": "tiny-vae.safetensors", "state": "absent"}]})
+    out, recap = _run_site("--tags", "models,service", "--limit", "site-small", "-e", absent)
+    assert " failed=0 " in recap["site-small"] and " rescued=0 " in recap["site-small"], out[-4000:]
+    assert not small.file(vae).exists
+    pid_after = small.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
+    assert pid_after not in ("", "0", pid_before), (pid_before, pid_after)
+    assert http(small, "http://127.0.0.1:7860/internal/ping")[0] == 200
