@@ -8,8 +8,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
+import pathlib
 import re
 import shlex
+import subprocess
+import sys
 import time
 
 import pytest
@@ -367,3 +371,31 @@ def test_script_stop_then_start(host):
     assert wait_ping(host, 7860) == 200
     again = host.run(f"{ctl} start")
     assert again.rc == 0 and "running 0" in again.stdout
+
+
+def _converge(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run this scenario's converge playbook again (the environment is molecule's: ANSIBLE_CONFIG, roles)."""
+    cmd = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           str(pathlib.Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+                          timeout=600, check=False)
+
+
+@only("webui_service-multi")
+def test_health_gate_fails_the_host_with_the_output_then_recovers(host):
+    """Last test (it changes the host): an instance that never comes up (its python cannot start) fails the
+    host within webui_service_health_timeout, the message carries the instances' output without the
+    passwords; the next good converge brings both instances back."""
+    broken = json.dumps({"webui_service_environment": {"SDFLEET_STANDIN_FAKE_CUDA": "1", "PYTHONHOME": "/nonexistent"},
+                         "webui_service_health_timeout": 15})
+    bad = _converge("--limit", "webui_service-multi", "-e", broken)
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0, out[-3000:]
+    assert "did not answer /internal/ping and /sdapi/v1/sd-models within 15s" in out, out[-3000:]
+    assert "Fatal Python error" in out, out[-3000:]  # the instances' own output, from their log files
+    assert not any(secret in out for secret in SECRETS)
+
+    good = _converge("--limit", "webui_service-multi")
+    assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]
+    for port in (7860, 7861):
+        assert http(host, f"http://127.0.0.1:{port}/internal/ping")[0] == 200
