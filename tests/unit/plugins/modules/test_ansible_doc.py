@@ -13,15 +13,20 @@ COLLECTION = ROOT / "collections" / "ansible_collections" / "sdfleet" / "toolkit
 MODULES = sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
 
 
-def test_every_module_renders_with_ansible_doc() -> None:
-    names = [f"sdfleet.toolkit.{m}" for m in MODULES]
+def ansible_doc(plugin_type: str, names: list[str]) -> dict:
+    """ansible-doc --json for these plugins; fails the test unless every one of them renders."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_NOCOLOR="1")
     doc = pathlib.Path(sys.executable).with_name("ansible-doc")
-    proc = subprocess.run([str(doc), "--json", "-t", "module", *names], capture_output=True, text=True,
+    proc = subprocess.run([str(doc), "--json", "-t", plugin_type, *names], capture_output=True, text=True,
                           env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     rendered = json.loads(proc.stdout)
     assert sorted(rendered) == sorted(names), proc.stderr
+    return rendered
+
+
+def test_every_module_renders_with_ansible_doc() -> None:
+    rendered = ansible_doc("module", [f"sdfleet.toolkit.{m}" for m in MODULES])
     for name, entry in rendered.items():
         assert entry["doc"].get("short_description"), f"{name}: no short_description"
         assert entry["doc"].get("options") is not None, f"{name}: no options"
@@ -39,12 +44,6 @@ def _documented_filters() -> list[str]:
 def test_documented_filters_render_with_ansible_doc() -> None:
     names = [f"sdfleet.toolkit.{f}" for f in _documented_filters()]
     assert len(names) >= 3
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_NOCOLOR="1")
-    doc = pathlib.Path(sys.executable).with_name("ansible-doc")
-    proc = subprocess.run([str(doc), "--json", "-t", "filter", *names], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    rendered = json.loads(proc.stdout)
-    assert sorted(rendered) == sorted(names), proc.stderr
+    rendered = ansible_doc("filter", names)
     for name, entry in rendered.items():
         assert entry["doc"].get("short_description"), f"{name}: no short_description"
