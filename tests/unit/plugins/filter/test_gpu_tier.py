@@ -133,7 +133,7 @@ def test_driver_failure_refused_or_cpu():
 
 
 def test_cpu_advice_is_given_once():
-    """no_device's own message already names the CPU variables: the refusal does not repeat them."""
+    """no_device's refusal names the CPU variables once (the module states the fact, gpu_plan the CPU way out)."""
     missing = smi.classify_missing(False)
     got = plan(smi.Facts(missing.state, missing.message).as_dict())
     assert got["state"] == "no_device"

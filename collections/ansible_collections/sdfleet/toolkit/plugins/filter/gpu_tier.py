@@ -97,9 +97,8 @@ def gpu_plan(facts: dict, tier_table: list[dict], quirks: list[dict], attention:
         if allow_cpu_fallback:
             return _cpu(f"No usable GPU ({state}: {message}) Running on the CPU because "
                         "nvidia_check_allow_cpu_fallback is true.", facts, cpu_flags)
-        if "nvidia_check_tier: cpu" not in message:  # the module's message may already say it
-            message += " (Or run the webui on the CPU: set nvidia_check_tier: cpu or nvidia_check_allow_cpu_fallback: true.)"
-        return _refusal(state, message, facts)
+        return _refusal(state, f"{message} (Or run the webui on the CPU: set nvidia_check_tier: cpu or "
+                               "nvidia_check_allow_cpu_fallback: true.)", facts)
 
     gpus, problems = [], []
     smallest = min(row["min_mib"] for row in table) if table else 0

@@ -311,9 +311,7 @@ def classify_failure(rc: int, output: str) -> Failure:
 def classify_missing(nvidia_on_pci: Optional[bool]) -> Failure:
     """The state when there is no nvidia-smi, from what the PCI bus shows."""
     if nvidia_on_pci is False:
-        return Failure(STATE_NO_DEVICE, "No NVIDIA GPU on this host's PCI bus and no nvidia-smi. Run the webui on "
-                                        "CPU (set nvidia_check_allow_cpu_fallback: true or nvidia_check_tier: cpu) "
-                                        "or pick a GPU host.")
+        return Failure(STATE_NO_DEVICE, "No NVIDIA GPU on this host's PCI bus and no nvidia-smi: pick a GPU host.")
     if nvidia_on_pci is True:
         return Failure(STATE_DRIVER_MISSING, "An NVIDIA GPU is on the PCI bus but nvidia-smi is missing: the NVIDIA "
                                              "driver is not installed. Install it (Debian: nvidia-driver from "
