@@ -7,7 +7,7 @@ PY ?= python3
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv docker browser images fixture lint unit molecule test demo demo-down bench clean
+.PHONY: help venv docker browser images fixture real-fixture wheels-lock flags lint unit molecule test demo demo-down bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,15 @@ images: docker ## Build the local base images (cached by recipe)
 fixture: venv ## Build the local mirror's content under build/fixture
 	$(BIN)/python molecule/_shared/mirror/build_fixture.py --out build/fixture
 
+real-fixture: venv ## Build the real upstream fixture under build/real-fixture (the locked wheels are cached in ~/.cache/sdfleet)
+	@$(BIN)/python molecule/_shared/mirror/build_real_fixture.py --out build/real-fixture || [ $$? -eq 3 ]
+
+wheels-lock: venv ## Resolve the real webui's wheel set on PyPI again (rewrites molecule/_shared/mirror/real-locks/)
+	$(BIN)/python molecule/_shared/mirror/real_wheels.py lock
+
+flags: venv ## Re-derive the webui flag lists from ../shared/upstream (plugins/module_utils/webui_flags.py)
+	$(BIN)/python scripts/webui_flags.py --write
+
 lint: venv ## yamllint + ansible-lint (production profile)
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
@@ -42,10 +51,10 @@ lint: venv ## yamllint + ansible-lint (production profile)
 unit: venv ## pytest: plugin unit tests, stand-in webui, mirror fixture
 	$(BIN)/pytest -q
 
-molecule: venv images fixture ## Every molecule scenario
+molecule: venv images fixture real-fixture ## Every molecule scenario
 	scripts/run_molecule.sh
 
-test: venv images fixture browser ## The whole suite: lint, pytest, every molecule scenario
+test: venv images fixture real-fixture browser ## The whole suite: lint, pytest, every molecule scenario
 	@start=$$(date +%s); rc=0; mkdir -p build; \
 	( $(MAKE) --no-print-directory lint; l=$$?; $(MAKE) --no-print-directory unit || exit 1; exit $$l ) >build/lint-unit.log 2>&1 & quick=$$!; \
 	scripts/run_molecule.sh || rc=1; \

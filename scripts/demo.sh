@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo fleet: `scripts/demo.sh up` (make demo) / `scripts/demo.sh down` (make demo-down).
-# up: starts the containers (three GPU boxes with a fake nvidia-smi, the fleet mirror host, and the
-# "upstream" fixture server standing in for GitHub/PyPI/HuggingFace) on the docker network sdfleet-demo,
+# up: starts the containers (three GPU boxes with a fake nvidia-smi and the stand-in webui, the fleet mirror
+# host, the "upstream" fixture server standing in for GitHub/PyPI/HuggingFace, and a CPU box running the REAL
+# webui v1.10.1 from the real upstream fixture, when build/real-fixture exists) on the docker network sdfleet-demo,
 # provisions them with site.yml, checks that every webui answers on 127.0.0.1 and prints the URLs.
 # Idempotent: a second `up` reuses the containers and the converge reports changed=0.
 # Needs what `make venv images fixture` builds (make demo runs those first).
@@ -18,6 +19,7 @@ declare -A PORTS=(
   [sdfleet-demo-mid]="17870:7860"
   [sdfleet-demo-dual]="17880:7860 17881:7861"
   [sdfleet-demo-mirror]=""
+  [sdfleet-demo-real]="17890:7860"
 )
 SYSTEMD_OPTS=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
   -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --cgroupns host)
@@ -40,6 +42,15 @@ up() {
   docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
   start sdfleet-demo-upstream -v "$ROOT/build/fixture:/srv/fixture:ro" "$IMAGE" \
     python3 /srv/fixture/bin/mirror_server.py --root /srv/fixture --port 8080
+  local limit=()
+  if [ -f build/real-fixture/pins.json ]; then
+    start sdfleet-demo-real-upstream -v "$ROOT/build/real-fixture:/srv/fixture:ro" "$IMAGE" \
+      python3 /srv/fixture/bin/mirror_server.py --root /srv/fixture --port 8080
+  else
+    echo "  no build/real-fixture (../shared/upstream, the real webui trees, is missing): no real webui box"
+    unset 'PORTS[sdfleet-demo-real]'
+    limit=(--limit 'all:!sdfleet-demo-real')
+  fi
   for name in "${!PORTS[@]}"; do
     local publish=()
     for p in ${PORTS[$name]}; do publish+=(-p "127.0.0.1:$p"); done
@@ -52,19 +63,23 @@ up() {
   done
 
   log "fake nvidia-smi on the GPU boxes"
-  "$PLAYBOOK" -i inventories/demo playbooks/demo_prepare.yml "$@"
+  "$PLAYBOOK" -i inventories/demo playbooks/demo_prepare.yml "${limit[@]}" "$@"
   log "ansible-playbook -i inventories/demo site.yml"
-  "$PLAYBOOK" -i inventories/demo site.yml "$@"
+  "$PLAYBOOK" -i inventories/demo site.yml "${limit[@]}" "$@"
 
   log "where the webuis answer (login: demo / demo-password-1)"
   local rc=0
-  for name in sdfleet-demo-small sdfleet-demo-mid sdfleet-demo-dual; do
+  for name in sdfleet-demo-small sdfleet-demo-mid sdfleet-demo-dual sdfleet-demo-real; do
+    [ -n "${PORTS[$name]+set}" ] || continue
     for p in ${PORTS[$name]}; do
       local url="http://127.0.0.1:${p%%:*}/"
       local code
       code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "${url}internal/ping" || true)
       if [ "$code" = 200 ]; then
-        printf '  %-22s %s  answers (%s)\n' "$name" "$url" "$(curl -s -o /dev/null -w 'GET / -> HTTP %{http_code}' "$url")"
+        local what="simulated GPU box, stand-in webui"
+        [ "$name" = sdfleet-demo-real ] && what="REAL webui v1.10.1 on the CPU"
+        printf '  %-22s %s  answers (%s; %s)\n' "$name" "$url" \
+          "$(curl -s -o /dev/null -w 'GET / -> HTTP %{http_code}' "$url")" "$what"
       else
         printf '  %-22s %s  NOT ANSWERING (HTTP %s)\n' "$name" "$url" "$code"; rc=1
       fi
@@ -77,7 +92,7 @@ up() {
 
 down() {
   log "removing the demo fleet"
-  for name in sdfleet-demo-upstream "${!PORTS[@]}"; do
+  for name in sdfleet-demo-upstream sdfleet-demo-real-upstream "${!PORTS[@]}"; do
     docker rm -f "$name" >/dev/null 2>&1 && echo "  removed $name" || true
   done
   docker network rm "$NET" >/dev/null 2>&1 && echo "  removed network $NET" || true

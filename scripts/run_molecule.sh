@@ -17,8 +17,14 @@ else
     -not -path 'molecule/_shared/*' | cut -d/ -f2 | sort)
 fi
 
+# The real-webui scenarios need the real upstream fixture (make real-fixture), which needs ../shared/upstream.
+if [ ! -f build/real-fixture/pins.json ]; then
+  mapfile -t scenarios < <(printf '%s\n' "${scenarios[@]}" | grep -vx 'real_webui')
+  echo "real_webui: SKIPPED (no build/real-fixture: ../shared/upstream, the real webui trees, is missing)"
+fi
+
 # Seconds each scenario took on a quiet 2-core machine; only the order matters.
-declare -A hint=([site]=700 [webui_models]=420 [webui_models_faults]=380 [webui_service]=300 [webui_repo]=220
+declare -A hint=([real_webui]=1200 [site]=700 [webui_models]=420 [webui_models_faults]=380 [webui_service]=300 [webui_repo]=220
   [nvidia_check_errors]=140 [python]=115 [nvidia_check]=110 [webui_service_refusals]=105
   [webui_repo_refusals]=100 [git]=95 [preflight]=80 [bed]=50)
 duration() {

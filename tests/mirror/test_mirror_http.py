@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,48 @@ def test_index_links_carry_the_wheels_sha256(mirror: Mirror, pins: dict[str, Any
         status, _, wheel = mirror.get(record["path"])
         assert status == 200
         assert hashlib.sha256(wheel).hexdigest() == match.group(1) == record["sha256"]
+
+
+def test_stub_xformers_installs_from_simple(mirror: Mirror, venv: Path) -> None:
+    proc = pip_install(venv, f"{mirror.url}/simple/", "-U", "-I", "--no-deps", "xformers==0.0.23.post1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert venv_python(venv, "import xformers; print(xformers.__version__)") == "0.0.23.post1"
+
+
+# -- URL packages (GitHub archive paths) -----------------------------------------------------------------------
+def test_url_package_archives_are_served_at_githubs_paths(mirror: Mirror, pins: dict[str, Any]) -> None:
+    assert pins["archives"]["CLIP_PACKAGE"]["path"] == (
+        "/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip")
+    assert pins["archives"]["OPENCLIP_PACKAGE"]["path"] == (
+        "/mlfoundations/open_clip/archive/bb6e834e9c70d9c27d0dc3ecedeebeaeb1ffad6b.zip")
+    for record in pins["archives"].values():
+        assert record["upstream"] == "https://github.com" + record["path"]
+        status, headers, _ = mirror.get(record["path"], method="HEAD")  # what the role's source probe sends
+        assert (status, headers["Content-Length"]) == (200, str(record["size"]))
+        status, _, data = mirror.get(record["path"])
+        assert status == 200 and hashlib.sha256(data).hexdigest() == record["sha256"]
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            assert archive.comment.decode() == record["commit"]  # as GitHub's archives carry it
+        assert {name.split("/", 1)[0] for name in names} == {record["top"]}  # one top folder <repo>-<commit>
+        assert record["top"] + "/setup.py" in names
+
+
+def test_url_packages_build_from_the_simple_index_alone(mirror: Mirror, pins: dict[str, Any], tmp_path: Path) -> None:
+    """pip builds the setup.py projects with build isolation: setuptools and wheel must come from /simple/."""
+    venv = tmp_path / "with-pip"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=180)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    urls = [mirror.url + record["path"] for record in pins["archives"].values()]
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir", "--use-pep517",
+                           "--index-url", f"{mirror.url}/simple/", *urls], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = venv_python(venv, "import clip, open_clip, importlib.metadata as m; "
+                            "print(clip.__version__, open_clip.__version__, m.version('open_clip_torch'))")
+    assert out == "1.0 2.7.0 2.7.0"
+    assert {"setuptools==69.5.1", "wheel==0.43.0"} <= set(pins["wheels"]["build"])
 
 
 def test_directory_without_slash_redirects(mirror: Mirror) -> None:
@@ -138,6 +182,18 @@ def test_stats_count_body_bytes_and_reset_clears_them(fresh_mirror: Mirror) -> N
     assert fresh_mirror.stats()[TINY] == {"requests": 2, "bytes": 1000}
     fresh_mirror.post_json("/_reset", {})
     assert TINY not in fresh_mirror.stats()
+
+
+def test_stats_count_each_request_of_a_keep_alive_connection_once(fresh_mirror: Mirror) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", fresh_mirror.port, timeout=10)
+    try:
+        sizes = []
+        for _ in range(3):
+            conn.request("GET", "/simple/six/")
+            sizes.append(len(conn.getresponse().read()))
+    finally:
+        conn.close()
+    assert fresh_mirror.stats()["/simple/six/"] == {"requests": 3, "bytes": sum(sizes)}
 
 
 def test_cut_ends_a_get_early_once(fresh_mirror: Mirror) -> None:

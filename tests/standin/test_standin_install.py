@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,7 +51,8 @@ def test_exit_clones_every_sub_repo_at_its_pin_and_binds_nothing(webui: Path, su
 
 def test_version_banner_outside_git_falls_back_to_changelog(webui: Path, sub_repos, no_reqs: Path) -> None:
     result = run_launch(webui, "--exit", "--skip-torch-cuda-test", env=install_env(sub_repos, no_reqs))
-    assert "Version: v1.10.1" in result.stdout
+    # The real git_tag(): CHANGELOG.md's first line without "## ", so no "v" (unlike `git describe`).
+    assert "Version: 1.10.1\n" in result.stdout
     assert "Commit hash: <none>" in result.stdout
 
 
@@ -184,3 +186,36 @@ def test_webui_sh_sources_webui_user_sh_and_creates_the_venv(webui: Path) -> Non
     assert (webui / "myvenv" / "bin" / "python").exists(), result.stdout + result.stderr
     assert '"lowvram": true' in result.stdout
     assert "--share needs internet" in result.stderr  # got as far as launch.py's serve step, inside the venv
+
+
+def test_dump_sysinfo_writes_the_file_into_the_cwd_and_exits_before_installing(webui: Path, tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = clean_env(COMMANDLINE_ARGS="--api-auth u:secret", TORCH_COMMAND="pip install --no-index nothere")
+    result = subprocess.run([sys.executable, str(webui / "launch.py"), "--dump-sysinfo"], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    dumped = list(cwd.glob("sysinfo-*.json"))
+    assert len(dumped) == 1 and f"Sysinfo saved as {dumped[0].name}. Exiting..." in result.stdout
+    assert "Installing" not in result.stdout
+    info = json.loads(dumped[0].read_text())
+    assert info["Environment"]["COMMANDLINE_ARGS"] == "--api-auth u:secret"  # verbatim, as in the real one
+
+
+@pytest.mark.parametrize("python", ["python3.11", "python3.13"])
+def test_python_version_warning_like_the_real_one(webui: Path, sub_repos, no_reqs: Path, python: str) -> None:
+    """Tested Pythons on Linux are 3.7 to 3.11: trixie's 3.13 gets a warning on stderr and goes on."""
+    candidates = [shutil.which(python), *sorted(Path.home().glob(f".pyenv/versions/{python[6:]}*/bin/{python}"))]
+    working = [str(c) for c in candidates
+               if c and subprocess.run([c, "-c", ""], capture_output=True, check=False).returncode == 0]
+    if not working:
+        pytest.skip(f"no working {python} on PATH or under ~/.pyenv here")
+    found = working[0]
+    # `python -m json.tool --help`: a torch step that needs no pip in that interpreter
+    env = install_env(sub_repos, no_reqs, TORCH_COMMAND="json.tool --help")
+    result = run_launch(webui, "--exit", "--skip-torch-cuda-test", "--skip-install", env=env, python=found)
+    assert result.returncode == 0, result.stderr
+    assert ("INCOMPATIBLE PYTHON VERSION" in result.stderr) == (python == "python3.13")
+    result = run_launch(webui, "--exit", "--skip-torch-cuda-test", "--skip-install", "--skip-python-version-check",
+                        env=env, python=found)
+    assert "INCOMPATIBLE PYTHON VERSION" not in result.stderr

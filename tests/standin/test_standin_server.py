@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -171,7 +174,8 @@ def test_cmd_flags_leaks_gradio_auth_like_the_real_one(start_server) -> None:
     flags = json.loads(body)
     assert status == 200
     assert flags["gradio_auth"] == "admin:hunter2" and flags["medvram_sdxl"] is True
-    assert flags["port"] == server.port
+    # The real response model types a flag by its default: --port defaults to None, so a str field.
+    assert flags["port"] == str(server.port)
 
 
 def test_gradio_auth_flag_and_file_combine(start_server, tmp_path: Path) -> None:
@@ -300,3 +304,151 @@ def test_serves_under_the_container_pythons(python: str, webui: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+# -- what the real one writes into its checkout at start ---------------------------------------------------------
+def test_start_creates_config_states_in_the_checkout_even_with_a_data_dir(start_server, webui: Path,
+                                                                          tmp_path: Path) -> None:
+    data = tmp_path / "instance-0"
+    start_server("--data-dir", str(data))
+    assert (webui / "config_states").is_dir()  # the real UI lists its config states there at every start
+    assert (data / "extensions").is_dir() and not (data / "config_states").exists()
+
+
+def test_nowebui_creates_no_config_states(start_server, webui: Path, tmp_path: Path) -> None:
+    start_server("--nowebui", "--server-name", "127.0.0.1", "--data-dir", str(tmp_path / "data"))
+    assert not (webui / "config_states").exists()
+    assert (tmp_path / "data" / "extensions").is_dir()
+
+
+def read_only_run(checkout: Path, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str] | None:
+    """Run argv with `checkout` bind-mounted read-only in a private mount namespace (None where that is not
+    possible: no unshare, no user namespaces)."""
+    if not shutil.which("unshare"):
+        return None
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && cd "$0" && exec "$@"'
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", script, str(checkout), "true"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        return None
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script, str(checkout), *argv], capture_output=True,
+                          text=True, timeout=timeout, env=clean_env(), check=False)
+
+
+def test_a_read_only_checkout_fails_at_start_like_the_real_one(webui: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    args = [sys.executable, "launch.py", "--skip-prepare-environment", "--data-dir", str(data),
+            "--port", str(free_port())]
+    result = read_only_run(webui, *args)
+    if result is None:
+        pytest.skip("no private read-only bind mount here (unshare -rm)")
+    assert result.returncode == 1
+    assert f"OSError: [Errno 30] Read-only file system: '{webui}/config_states'" in result.stderr
+    assert "Running on" not in result.stdout
+    (webui / "config_states").mkdir()  # once it exists (a unit would also make it writable), the start goes on
+    result = read_only_run(webui, "timeout", "-s", "TERM", "5", *args)
+    assert result is not None and "Running on local URL" in result.stdout, result.stdout + result.stderr
+
+
+# -- /internal/sysinfo ---------------------------------------------------------------------------------------------
+def sysinfo(server: Any, path: str = "/internal/sysinfo") -> tuple[int, Message, dict[str, Any]]:
+    """GET the sysinfo route without any credentials; (status, headers, decoded JSON)."""
+    status, headers, body = request(server.url(path))
+    return status, headers, json.loads(body) if status == 200 else {}
+
+
+def test_sysinfo_answers_without_any_login_and_shows_commandline_args(start_server, tmp_path: Path) -> None:
+    auth_file = tmp_path / "gradio-auth"
+    auth_file.write_text("alice:wonderland\n")
+    env = clean_env(COMMANDLINE_ARGS="--api --api-auth robot:Api-Secret-9902", INDEX_URL="http://mirror.test/simple/",
+                    SDFLEET_SECRET_NOT_LISTED="x", CLIP_PACKAGE="http://mirror.test/clip.zip")
+    server = start_server("--listen", "--gradio-auth", "bob:builder", "--gradio-auth-path", str(auth_file), env=env)
+    assert request(server.url("/config"))[0] == 401  # the UI is behind its login ...
+    status, headers, info = sysinfo(server)  # ... the webui's own route is not, nor behind --api-auth
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["Content-Disposition"].startswith('inline; filename="sysinfo-')
+    assert info["Environment"] == {"CLIP_PACKAGE": "http://mirror.test/clip.zip",
+                                   "COMMANDLINE_ARGS": "--api --api-auth robot:Api-Secret-9902",
+                                   "GRADIO_ANALYTICS_ENABLED": "False", "INDEX_URL": "http://mirror.test/simple/"}
+    # argv: an item equal to an auth value is hidden; the env var above is not
+    assert "bob:builder" not in info["Commandline"] and "robot:Api-Secret-9902" not in info["Commandline"]
+    assert info["Commandline"].count("<hidden>") == 2 and str(auth_file) in info["Commandline"]
+    assert re.fullmatch(r"[0-9a-f]{64}", info["Checksum"])
+    assert {"Platform", "Python", "Version", "Commit", "Script path", "Data path", "Extensions dir", "Config",
+            "Packages", "Extensions", "Inactive extensions", "CPU", "RAM", "Torch env info"} <= set(info)
+    status, headers, _info = sysinfo(server, "/internal/sysinfo-download")
+    assert status == 200 and headers["Content-Disposition"].startswith('attachment; filename="sysinfo-')
+
+
+def test_sysinfo_lists_extensions_and_config(start_server, webui: Path) -> None:
+    (webui / "extensions" / "on").mkdir()
+    (webui / "extensions" / "off").mkdir()
+    (webui / "config.json").write_text(json.dumps({"disabled_extensions": ["off"], "CLIP_stop_at_last_layers": 2}))
+    _status, _headers, info = sysinfo(start_server())
+    assert [ext["name"] for ext in info["Extensions"]] == ["on"]
+    assert [ext["name"] for ext in info["Inactive extensions"]] == ["off"]
+    assert info["Config"]["CLIP_stop_at_last_layers"] == 2
+    assert info["Data path"] == str(webui) and info["Extensions dir"] == str(webui / "extensions")
+
+
+def test_sysinfo_is_a_ui_route_absent_with_nowebui(start_server) -> None:
+    server = start_server("--nowebui", "--server-name", "127.0.0.1")
+    assert request(server.url("/internal/sysinfo"))[0] == 404
+
+
+# -- /sdapi/v1/cmd-flags -------------------------------------------------------------------------------------------
+UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "upstream" / "stable-diffusion-webui-v1.10.1.tar.gz"
+PRELOAD_FLAGS = {"lora_dir", "lyco_dir_backcompat", "ldsr_models_path", "scunet_models_path", "swinir_models_path"}
+
+
+def real_parser_defaults(tmp_path: Path, *argv: str) -> dict[str, Any]:
+    """dest -> default of the real v1.10.1 parser (its cmd_args.py and paths_internal.py, run from tmp)."""
+    if not UPSTREAM.is_file():
+        pytest.skip(f"the real webui tree is not here ({UPSTREAM})")
+    root = tmp_path / "real"
+    with tarfile.open(UPSTREAM) as archive:
+        for name in ("modules/cmd_args.py", "modules/paths_internal.py"):
+            member = archive.getmember(name)
+            extracted = archive.extractfile(member)
+            assert extracted is not None
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(extracted.read())
+    (root / "modules" / "__init__.py").write_text("")
+    code = ("import json, sys; sys.argv[1:] = json.loads(sys.argv[1]); from modules import cmd_args; "
+            "print(json.dumps(vars(cmd_args.parser.parse_args(sys.argv[1:]))))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(list(argv))], cwd=root, env=clean_env(),
+                         capture_output=True, text=True, check=True)
+    return {key: (value.replace(str(root), "<checkout>") if isinstance(value, str) else
+                  [v.replace(str(root), "<checkout>") for v in value] if isinstance(value, list) else value)
+            for key, value in json.loads(out.stdout).items()}
+
+
+def test_cmd_flags_has_the_real_parsers_keys_and_defaults(start_server, webui: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_server("--api", "--data-dir", str(data))
+    status, _headers, body = request(server.url("/sdapi/v1/cmd-flags"))
+    assert status == 200
+    flags = json.loads(body)
+    real = real_parser_defaults(tmp_path, "--api", "--data-dir", str(data), "--skip-prepare-environment",
+                                "--port", str(server.port))
+    assert set(flags) - PRELOAD_FLAGS == set(real)  # nothing set after parsing (e.g. webui_is_non_local) shows
+    ours = {key: (value.replace(str(webui), "<checkout>") if isinstance(value, str) else value)
+            for key, value in flags.items() if key in real}
+    real["port"] = str(real["port"])  # the response model's str field (default None)
+    assert ours == real
+    assert flags["lora_dir"] == str(data / "models" / "Lora")
+
+
+def test_cmd_flags_is_behind_api_auth_only(start_server) -> None:
+    server = start_server("--api", "--api-auth", "robot:Api-Secret-9902", "--gradio-auth", "alice:wonderland")
+    status, _headers, body = request(server.url("/sdapi/v1/cmd-flags"))
+    assert (status, json.loads(body)["detail"]) == (401, "Not authenticated")
+    form = urllib.parse.urlencode({"username": "alice", "password": "wonderland"}).encode()
+    _status, headers, _body = request(server.url("/login"), "POST", form)
+    cookie = next(value.split(";", 1)[0] for value in headers.get_all("Set-Cookie"))
+    assert request(server.url("/sdapi/v1/cmd-flags"), headers={"Cookie": cookie})[0] == 401
+    status, _headers, body = request(server.url("/sdapi/v1/cmd-flags"), headers=basic("robot", "Api-Secret-9902"))
+    flags = json.loads(body)
+    assert status == 200 and flags["api_auth"] == "robot:Api-Secret-9902" and flags["gradio_auth"] == "alice:wonderland"

@@ -9,7 +9,10 @@ Writes, deterministically (same inputs -> same bytes, same commit hashes):
                                      master = v1.10.1, dev = one commit past master
     git/<sub-repo>.git               stablediffusion, generative-models, k-diffusion, BLIP,
                                      stable-diffusion-webui-assets: two commits each, pin = the first
-    simple/                          PEP 503 index: the wheels the stand-in's requirements name (from PyPI, on the host)
+    simple/                          PEP 503 index: the wheels the stand-in's requirements name and setuptools + wheel
+                                     (from PyPI, on the host), plus a STUB xformers wheel built here
+    openai/CLIP/archive/<c>.zip,     STUB source archives of CLIP and open_clip at GitHub's archive paths (what
+    mlfoundations/open_clip/...      CLIP_PACKAGE / OPENCLIP_PACKAGE point at); pip builds them from simple/ alone
     torch/cu121/, torch/cpu/         PEP 503 indexes of STUB torch/torchvision wheels built here
     files/                           pseudo-random model files (safetensors-shaped checkpoints and VAE, .pt, .pth)
     pins.json                        tags, commits, hashes, sizes, wheel names (README.md lists the fields)
@@ -58,6 +61,12 @@ WEBUI_COMMITS = (  # (tag or None, branch that ends here, unix time, message)
 )
 # Wheels every fixture holds (the stand-in's requirements_versions.txt may add `name==version` lines).
 BASE_WHEELS = (("six", "1.16.0"), ("packaging", "24.1"))
+# What pip needs to build a setup.py project (the URL packages below) in an isolated build env, from this index
+# alone: setuptools < 70.1 asks for `wheel`. 69.5.1 is the pin the real webui's requirements and dev's launcher use.
+BUILD_WHEELS = (("setuptools", "69.5.1"), ("wheel", "0.43.0"))
+# Stub wheels built here for /simple/ (name, version, Requires-Dist): what `--xformers` installs (v1.10.1's
+# XFORMERS_PACKAGE default; the launcher installs it with --no-deps, as the real wheel pins torch).
+STUB_WHEELS = (("xformers", "0.0.23.post1", ["torch==2.1.2"]),)
 TORCH_VERSIONS = (("torch", "2.1.2"), ("torchvision", "0.16.2"))
 TORCH_VARIANTS = ("cu121", "cpu")
 NOT_FROM_PYPI = {"torch", "torchvision"}
@@ -85,6 +94,38 @@ SUB_REPOS = (
     SubRepo("BLIP", "main", "BLIP", "BLIP_REPO", "BLIP_COMMIT_HASH", "models/blip.py"),
     SubRepo("stable-diffusion-webui-assets", "master", "stable-diffusion-webui-assets", "ASSETS_REPO",
             "ASSETS_COMMIT_HASH", "assets/README.txt"),
+)
+
+
+@dataclass(frozen=True)
+class UrlPackage:
+    """A package the launcher pip-installs from a GitHub archive URL (v1.10.1's CLIP_PACKAGE, OPENCLIP_PACKAGE)."""
+
+    env: str
+    owner: str
+    repo: str
+    commit: str
+    dist: str         # the distribution name its setup.py declares
+    version: str
+    module: str       # what `import` finds (the real launcher checks `is_installed("<module>")`)
+    src_layout: bool  # package under src/ (open_clip) or at the top (CLIP)
+
+    @property
+    def path(self) -> str:
+        """GitHub's archive path for the commit."""
+        return f"/{self.owner}/{self.repo}/archive/{self.commit}.zip"
+
+    @property
+    def upstream(self) -> str:
+        """The URL the real launcher installs from by default."""
+        return "https://github.com" + self.path
+
+
+URL_PACKAGES = (
+    UrlPackage("CLIP_PACKAGE", "openai", "CLIP", "d50d76daa670286dd6cacf3bcd80b5e4823fc8e1", "clip", "1.0",
+               "clip", False),
+    UrlPackage("OPENCLIP_PACKAGE", "mlfoundations", "open_clip", "bb6e834e9c70d9c27d0dc3ecedeebeaeb1ffad6b",
+               "open_clip_torch", "2.7.0", "open_clip", True),
 )
 
 
@@ -396,11 +437,27 @@ def write_index(index_dir: Path, url: str, wheels: dict[str, list[Path]]) -> lis
     return records
 
 
+def stub_wheel_files(name: str, version: str) -> dict[str, str]:
+    """Sources of a stub wheel for /simple/ (importable, says what it is, has `__version__`)."""
+    doc = (f'"""STUB {name} {version} for sdfleet\'s test bed: NOT the real package.\n\n'
+           "It exists so that `launch.py --xformers` can install it offline; it has no kernels.\n"
+           '"""\n')
+    return {f"{name}/__init__.py": f'{doc}\n__version__ = "{version}"\n'}
+
+
 def build_indexes(out: Path, src: Path, cache: Path, scratch: Path) -> dict[str, object]:
-    """simple/ from cached PyPI wheels, torch/<variant>/ from stub wheels built here."""
+    """simple/ from cached PyPI wheels (requirements, build tools) and stub wheels built here; torch/<variant>/
+    from stub wheels built here."""
     pins = requirement_pins(src)
-    wheels = fetch_wheels(pins, cache)
-    simple = write_index(out / "simple", "/simple/", {name: [whl] for (name, _), whl in zip(pins, wheels, strict=True)})
+    from_pypi = sorted({**dict(pins), **dict(BUILD_WHEELS)}.items(), key=lambda kv: normalize(kv[0]))
+    wheels = fetch_wheels(from_pypi, cache)
+    simple_wheels = {name: [whl] for (name, _), whl in zip(from_pypi, wheels, strict=True)}
+    stage = scratch / "wheels-simple"
+    stage.mkdir()
+    for name, version, requires in STUB_WHEELS:
+        simple_wheels[name] = [build_wheel(stage, name, version, stub_wheel_files(name, version), requires,
+                                           f"STUB {name} for sdfleet's test bed (not the real package)")]
+    simple = write_index(out / "simple", "/simple/", simple_wheels)
     torch: dict[str, list[dict[str, str]]] = {}
     for variant in TORCH_VARIANTS:
         built: dict[str, list[Path]] = {}
@@ -414,7 +471,57 @@ def build_indexes(out: Path, src: Path, cache: Path, scratch: Path) -> dict[str,
         torch[variant] = write_index(out / "torch" / variant, f"/torch/{variant}/", built)
     return {"simple": simple, "torch": torch,
             "requirements": [f"{name}=={version}" for name, version in pins],
+            "build": [f"{name}=={version}" for name, version in BUILD_WHEELS],
+            "stubs": [f"{name}=={version}" for name, version, _requires in STUB_WHEELS],
             "torch_versions": {name: version for name, version in TORCH_VERSIONS}}
+
+
+# -- URL packages (GitHub archives) --------------------------------------------------------------------------
+def url_package_files(pkg: UrlPackage) -> dict[str, str]:
+    """The stub source tree of a URL package: a setuptools `setup.py` project (no pyproject.toml, as upstream's).
+
+    Like CLIP's own setup.py it imports pkg_resources, so a build with setuptools >= 81 fails as the real one does.
+    No install_requires: the real ones pull ftfy, regex, tqdm, ... from PyPI, which this fixture does not serve.
+    """
+    package_dir = f"src/{pkg.module}" if pkg.src_layout else pkg.module
+    layout = ('    package_dir={"": "src"},\n    packages=find_packages(where="src"),\n' if pkg.src_layout
+              else '    packages=find_packages(exclude=["tests*"]),\n')
+    setup_py = (
+        f'"""STUB of {pkg.owner}/{pkg.repo} at {pkg.commit[:12]} for sdfleet\'s test bed: NOT the real code."""\n\n'
+        "import pkg_resources  # noqa: F401 (as upstream's setup.py: setuptools >= 81 has no pkg_resources)\n"
+        "from setuptools import find_packages, setup\n\n"
+        f'setup(\n    name="{pkg.dist}",\n    version="{pkg.version}",\n'
+        f'    description="STUB {pkg.repo} for sdfleet\'s test bed (not the real package)",\n'
+        f"{layout})\n")
+    return {
+        "README.md": (f"# {pkg.repo} (stub)\n\nServed by sdfleet's local mirror at `{pkg.path}`, where GitHub "
+                      f"serves the real archive. `import {pkg.module}` works; nothing else does.\n"),
+        "setup.py": setup_py,
+        f"{package_dir}/__init__.py": (f'"""STUB {pkg.module} for sdfleet\'s test bed: NOT the real package."""\n\n'
+                                       f'__version__ = "{pkg.version}"\nSTUB = True\n'),
+    }
+
+
+def build_url_package(out: Path, pkg: UrlPackage) -> dict[str, object]:
+    """A zip laid out as GitHub's archive of a commit (one top folder `<repo>-<commit>/`, the commit as the
+    zip comment), with fixed dates and modes so the bytes never change; returns its pins."""
+    target = out / pkg.path.lstrip("/")
+    target.parent.mkdir(parents=True)
+    top = f"{pkg.repo}-{pkg.commit}/"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.comment = pkg.commit.encode()
+        folder = zipfile.ZipInfo(top, date_time=(1980, 1, 1, 0, 0, 0))
+        folder.external_attr = (0o40755 << 16) | 0x10
+        archive.writestr(folder, b"")
+        for path, text in sorted(url_package_files(pkg).items()):
+            info = zipfile.ZipInfo(top + path, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, text)
+    data = target.read_bytes()
+    return {"path": pkg.path, "upstream": pkg.upstream, "commit": pkg.commit, "top": top.rstrip("/"),
+            "dist": pkg.dist, "version": pkg.version, "module": pkg.module, "size": len(data),
+            "sha256": sha256_hex(data)}
 
 
 # -- model files -------------------------------------------------------------------------------------------
@@ -467,6 +574,7 @@ def build(out: Path, src: Path, cache: Path) -> None:
         pins["webui"] = build_webui(src, stage / "git", scratch)
         pins["repos"] = {sub.name: build_sub_repo(sub, stage / "git", scratch) for sub in SUB_REPOS}
         pins["wheels"] = build_indexes(stage, src, cache, scratch)
+        pins["archives"] = {pkg.env: build_url_package(stage, pkg) for pkg in URL_PACKAGES}
         pins["files"] = build_files(stage)
         (stage / "pins.json").write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
         (stage / "bin").mkdir()

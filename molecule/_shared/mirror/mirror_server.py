@@ -5,6 +5,9 @@ Standard library only (it runs under the system python3 of a `sdfleet/webui-host
 installed). It serves the tree written by `build_fixture.py`:
 
     /git/<name>.git/...            git smart HTTP through `git http-backend` (clone, fetch by commit, shallow)
+    /<owner>/<name>.git/...        the same, at GitHub's paths, for repositories under git/<owner>/
+    /<dir>/...                     any other top-level directory of the root, as static files (GitHub's
+                                   /<owner>/<repo>/archive/<commit>.zip paths, for instance)
     /simple/...                    PEP 503 index of the stand-in's wheels
     /torch/cu121/..., /torch/cpu/... PEP 503 indexes of the stub torch/torchvision wheels
     /files/...                     model files (Range, HEAD, ETag, Last-Modified)
@@ -53,6 +56,9 @@ GIT_CONFIG = (
     ("safe.directory", "*"),
 )
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# GitHub-shaped repository paths: /<owner>/<name>.git[/...]
+OWNER_GIT_RE = re.compile(r"^/([^/_][^/]*)/([^/]+\.git)(/.*)?$")
+NOT_STATIC_DIRS = frozenset({"git", "bin"})
 
 
 class CutConnection(Exception):
@@ -196,6 +202,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._status = 0
         self._sent = 0
+        self._counted_path: str | None = None
         self._rule: Rule | None = None
         super().__init__(*args, **kwargs)
 
@@ -222,8 +229,12 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         """Apply control rules, route, then count and log."""
         started = time.monotonic()
+        self._sent = 0  # per request: one handler serves every request of a keep-alive connection
         path = self.url_path
         counted = not path.startswith("/_")
+        self._counted_path = path if counted else None
+        if counted:  # counted up front (bytes as they go out): a client that has the answer sees it in /_stats
+            self.server.state.count(path, 0, request=True)
         self._rule = self.server.state.take_rule(path) if self.command in ("GET", "POST") and counted else None
         try:
             if self._rule and self._rule.delay:
@@ -243,8 +254,6 @@ class MirrorHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            if counted:
-                self.server.state.count(path, self._sent, request=True)
             cut = " CUT" if self._rule and self._rule.cut_after is not None else ""
             self.log_message('"%s %s" %s %d %.0fms%s', self.command, self.path, self._status or "-",
                              self._sent, (time.monotonic() - started) * 1000, cut)
@@ -267,11 +276,25 @@ class MirrorHandler(BaseHTTPRequestHandler):
                          [("WWW-Authenticate", 'Basic realm="sdfleet-mirror"')])
         elif path.startswith("/git/"):
             self._git(path[len("/git"):])
-        elif path.startswith(STATIC_PREFIXES) or path in STATIC_FILES or path + "/" in STATIC_PREFIXES:
+        elif self._owner_repo(path):
+            self._git(path)
+        elif (path.startswith(STATIC_PREFIXES) or path in STATIC_FILES or path + "/" in STATIC_PREFIXES
+              or self._top_dir(path)):
             if self._only("GET", "HEAD"):
                 self._static(path)
         else:
             self._simple(404, f"not served by the sdfleet mirror: {path}\n")
+
+    def _owner_repo(self, path: str) -> bool:
+        """Whether `path` names a repository at GitHub's path (/<owner>/<name>.git) that git/<owner>/ holds."""
+        match = OWNER_GIT_RE.match(path)
+        return bool(match) and (self.root / "git" / match.group(1) / match.group(2)).is_dir()
+
+    def _top_dir(self, path: str) -> bool:
+        """Whether `path` lies under a top-level directory of the root served as static files."""
+        top = path.lstrip("/").split("/", 1)[0]
+        return bool(top) and top not in NOT_STATIC_DIRS and not top.startswith(("_", ".")) \
+            and (self.root / top).is_dir()
 
     def _only(self, *methods: str) -> bool:
         if self.command in methods:
@@ -308,18 +331,22 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _write(self, data: bytes) -> None:
-        """Write body bytes, honouring a cut rule (count what actually went out)."""
+        """Write body bytes, honouring a cut rule; the counters get them before the socket does."""
         if self.command == "HEAD" or not data:
             return
         rule = self._rule
         if rule is not None and rule.cut_after is not None:
             room = max(0, rule.cut_after - self._sent)
             if len(data) >= room:
-                self.wfile.write(data[:room])
-                self._sent += room
+                self._send_counted(data[:room])
                 raise CutConnection
-        self.wfile.write(data)
+        self._send_counted(data)
+
+    def _send_counted(self, data: bytes) -> None:
+        if self._counted_path is not None:
+            self.server.state.count(self._counted_path, len(data), request=False)
         self._sent += len(data)
+        self.wfile.write(data)
 
     def _finish_cut(self) -> None:
         """A cut rule with `cut_after` >= the body still drops the connection (the rule was consumed)."""

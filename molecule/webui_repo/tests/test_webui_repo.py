@@ -76,6 +76,18 @@ def test_venv_has_the_requirements_and_the_right_torch(host):
     assert py.stdout.split() == ["1.16.0", "2.1.2+" + build, "24.1"]
 
 
+def test_venv_has_clip_from_the_mirror_and_xformers_where_a_gpu_wants_it(host):
+    deps_host(host)
+    py = host.run(DIR + "/venv/bin/python -c 'import importlib.metadata as m, importlib.util as u; "
+                  "print(m.version(\"clip\"), m.version(\"open_clip_torch\"), u.find_spec(\"xformers\") is not None)'")
+    assert py.rc == 0, py.stderr
+    # gpu: its GPU's flags hold --xformers, so the install run got --xformers; cpu: no GPU, no xformers
+    assert py.stdout.split() == ["1.0", "2.7.0", str(name(host) == "gpu")]
+    # pip took the archives from the mirror (the dead first CLIP source was passed over by the role)
+    log = host.file("/var/log/sd-webui/install.log").content_string
+    assert "Installing clip" in log and "Installing open_clip" in log
+
+
 def test_sub_repos_are_at_their_pins_from_the_resolved_source(host):
     deps_host(host)
     for repo in PINS["repos"].values():
@@ -92,6 +104,7 @@ def test_install_ran_once_and_logged(host):
     # converge ran it; the idempotence re-converge and --check did not
     assert text.count("=== sdfleet webui_repo install run") == 1, text
     assert "Exiting because of --exit argument" in text
+    assert text.count("Installing clip\n") == 1, text  # the first install only (the start below needs none)
     assert host.file(DIR + "/venv/.sdfleet-install.sha256").exists
 
 
@@ -109,11 +122,14 @@ def test_first_start_needs_no_network(host):
     dead = "http://webui_repo-mirror:8081"
     env = {"INDEX_URL": dead + "/simple/", "PIP_INDEX_URL": dead + "/simple/",
            "TORCH_COMMAND": "pip install torch==2.1.2 --index-url " + dead + "/torch/"}
+    for variable, archive in PINS["archives"].items():  # CLIP and open_clip are importable: no pip run
+        env[variable] = dead + archive["path"]
     for repo in PINS["repos"].values():
         env[repo["repo_env"]] = dead + repo["path"]
         env[repo["commit_env"]] = repo["pin"]
     assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+    xformers = " --xformers" if name(host) == "gpu" else ""  # installed by the role's run: not again
     cmd = host.run(f"cd {DIR} && runuser -u sdwebui -- env {assignments} {DIR}/venv/bin/python launch.py --exit "
-                   "--skip-torch-cuda-test")
+                   f"--skip-torch-cuda-test{xformers}")
     assert cmd.rc == 0, cmd.stdout + cmd.stderr
     assert "Installing" not in cmd.stdout and "Cloning" not in cmd.stdout and "Fetching" not in cmd.stdout

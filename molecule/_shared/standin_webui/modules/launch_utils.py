@@ -1,8 +1,12 @@
 """Install-only logic of the stand-in, following the real v1.10.1 `modules/launch_utils.prepare_environment()`.
 
 Steps, in the real order: banner (Python, Version, Commit hash) -> torch via TORCH_COMMAND if missing -> GPU test ->
-clone/check out the five sub-repos into repositories/ -> pip install REQS_FILE if a pin is unmet.
-Failures raise LaunchError; launch.py prints it and exits 1.
+CLIP from CLIP_PACKAGE and open_clip from OPENCLIP_PACKAGE if not importable -> xformers from XFORMERS_PACKAGE with
+--xformers if missing (or --reinstall-xformers) -> ngrok with --ngrok if missing -> clone/check out the five sub-repos
+into repositories/ -> pip install REQS_FILE if a pin is unmet -> each extension's install.py.
+The pip steps (`run_pip`) are all skipped by --skip-install, the torch step is not (as in the real one).
+Failures raise LaunchError; launch.py prints it and exits 1. A failing extension installer is reported and the
+launcher goes on, as the real one does.
 
 GPU test (stand-in rule, documented in README.md): the real one runs `torch.cuda.is_available()` in a subprocess.
 The stub torch wheels of the mirror always answer False, so the stand-in passes the test when the environment
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -25,6 +31,13 @@ from pathlib import Path
 
 SCRIPT_PATH = Path(__file__).resolve().parents[1]
 DEFAULT_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu121"
+# v1.10.1's defaults for the packages pip installs from a URL or a pin (the launcher reads these variables).
+DEFAULT_CLIP_PACKAGE = "https://github.com/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip"
+DEFAULT_OPENCLIP_PACKAGE = ("https://github.com/mlfoundations/open_clip/archive/"
+                            "bb6e834e9c70d9c27d0dc3ecedeebeaeb1ffad6b.zip")
+DEFAULT_XFORMERS_PACKAGE = "xformers==0.0.23.post1"
+# As the real launcher module does at import (so /internal/sysinfo's Environment always shows it).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 GPU_MESSAGE = ("Torch is not able to use GPU; add --skip-torch-cuda-test to COMMANDLINE_ARGS variable "
                "to disable this check")
 
@@ -93,30 +106,70 @@ def git_output(args: list[str], cwd: Path) -> str | None:
 
 
 def changelog_version(root: Path) -> str:
-    """The first `## x.y.z` heading of CHANGELOG.md as `vx.y.z`, or `<none>`."""
+    """The real fallback for `Version:`: the first non-empty line of CHANGELOG.md without its `## ` (so
+    `1.10.1`, no `v`), or `<none>`."""
     try:
         for line in (root / "CHANGELOG.md").read_text(encoding="utf-8").splitlines():
-            if line.startswith("## "):
-                return "v" + line[3:].strip()
+            if line.strip():
+                return line.strip().replace("## ", "")
     except OSError:
         pass
     return "<none>"
 
 
+def git_tag(root: Path = SCRIPT_PATH) -> str:
+    """`git describe --tags` of the checkout, else the CHANGELOG fallback (the real `git_tag`)."""
+    return git_output(["-C", str(root), "describe", "--tags"], root) or changelog_version(root)
+
+
+def commit_hash(root: Path = SCRIPT_PATH) -> str:
+    """`git rev-parse HEAD` of the checkout, else `<none>` (the real `commit_hash`; like it, a tree without .git
+    inside another repository reports that repository's HEAD)."""
+    return git_output(["-C", str(root), "rev-parse", "HEAD"], root) or "<none>"
+
+
 def version_banner(root: Path = SCRIPT_PATH) -> list[str]:
     """The Python / Version / Commit hash lines the real launcher prints."""
-    tag = git_output(["describe", "--tags"], root) if (root / ".git").exists() else None
-    commit = git_output(["rev-parse", "HEAD"], root) if (root / ".git").exists() else None
-    return [f"Python {sys.version}", f"Version: {tag or changelog_version(root)}", f"Commit hash: {commit or '<none>'}"]
+    return [f"Python {sys.version}", f"Version: {git_tag(root)}", f"Commit hash: {commit_hash(root)}"]
 
 
 def is_installed(package: str) -> bool:
-    """Whether `package` is installed in the running interpreter."""
+    """Whether `package` is installed: a distribution of that name, else an importable module of that name (the
+    real check; open_clip's distribution is `open_clip_torch`, so it is found as a module)."""
     try:
         importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        return False
+        try:
+            return importlib.util.find_spec(package) is not None
+        except (ModuleNotFoundError, ValueError):
+            return False
     return True
+
+
+def run_pip(args: argparse.Namespace, command: list[str], desc: str) -> str | None:
+    """`python -m pip <command> --prefer-binary [--index-url $INDEX_URL]` as the real `run_pip`, printing
+    `Installing <desc>`; nothing at all under --skip-install."""
+    if args.skip_install:
+        return None
+    index_url = os.environ.get("INDEX_URL", "")
+    index = ["--index-url", index_url] if index_url else []
+    return run([sys.executable, "-m", "pip", *command, "--prefer-binary", *index], f"Installing {desc}",
+               f"Couldn't install {desc}")
+
+
+def install_url_packages(args: argparse.Namespace) -> None:
+    """CLIP, open_clip (each when not importable), xformers (with --xformers, when missing or
+    --reinstall-xformers) and ngrok (with --ngrok, when missing), from the real variables and defaults."""
+    if not is_installed("clip"):
+        run_pip(args, ["install", *shlex.split(os.environ.get("CLIP_PACKAGE", DEFAULT_CLIP_PACKAGE))], "clip")
+    if not is_installed("open_clip"):
+        run_pip(args, ["install", *shlex.split(os.environ.get("OPENCLIP_PACKAGE", DEFAULT_OPENCLIP_PACKAGE))],
+                "open_clip")
+    if (not is_installed("xformers") or args.reinstall_xformers) and args.xformers:
+        xformers = os.environ.get("XFORMERS_PACKAGE", DEFAULT_XFORMERS_PACKAGE)
+        run_pip(args, ["install", "-U", "-I", "--no-deps", *shlex.split(xformers)], "xformers")
+    if not is_installed("ngrok") and args.ngrok:
+        run_pip(args, ["install", "ngrok"], "ngrok")
 
 
 def torch_command() -> str:
@@ -212,18 +265,88 @@ def requirements_met(requirements_file: Path) -> bool:
 
 def install_requirements(args: argparse.Namespace, root: Path = SCRIPT_PATH) -> None:
     """pip install -r REQS_FILE --prefer-binary [--index-url $INDEX_URL] when a pin is unmet; --skip-install skips."""
-    if args.skip_install:
-        return
     requirements_file = Path(os.environ.get("REQS_FILE", "requirements_versions.txt"))
     if not requirements_file.is_absolute():
         requirements_file = root / requirements_file
     if requirements_met(requirements_file):
         return
-    command = [sys.executable, "-m", "pip", "install", "-r", str(requirements_file), "--prefer-binary"]
-    index_url = os.environ.get("INDEX_URL", "")
-    if index_url:
-        command += ["--index-url", index_url]
-    run(command, "Installing requirements", "Couldn't install requirements")
+    run_pip(args, ["install", "-r", str(requirements_file)], "requirements")
+
+
+# -- extensions ------------------------------------------------------------------------------------------------
+exception_records: list[dict[str, object]] = []
+
+
+def report(message: str) -> None:
+    """The real `errors.report`: each line on stderr behind `*** `, and kept for /internal/sysinfo's Exceptions."""
+    exception_records.append({"exception": message, "traceback": []})
+    del exception_records[:-5]
+    for line in message.splitlines():
+        print("***", line, file=sys.stderr, flush=True)
+
+
+def list_extensions(args: argparse.Namespace, settings_file: str) -> list[str]:
+    """Names of the extension dirs whose installer runs, as the real `list_extensions`: none with
+    --disable-all-extensions, --disable-extra-extensions or the `disable_all_extensions` setting; the
+    `disabled_extensions` setting removes names. A settings file that is not JSON is reported and moved to
+    <checkout>/tmp/config.json (which fails, as in the real one, when tmp/ does not exist)."""
+    settings: dict[str, object] = {}
+    try:
+        with open(settings_file, encoding="utf8") as handle:
+            settings = json.load(handle)
+    except FileNotFoundError:
+        pass
+    except Exception:  # noqa: BLE001 (the real one catches everything here)
+        report(f'\nCould not load settings\nThe config file "{settings_file}" is likely corrupted\n'
+               'It has been moved to the "tmp/config.json"\nReverting config to default\n\n')
+        os.replace(settings_file, os.path.join(SCRIPT_PATH, "tmp", "config.json"))
+    extensions_dir = os.path.join(args.data_dir, "extensions")
+    disabled = set(settings.get("disabled_extensions", []))
+    if (settings.get("disable_all_extensions", "none") != "none" or args.disable_extra_extensions
+            or args.disable_all_extensions or not os.path.isdir(extensions_dir)):
+        return []
+    return [name for name in os.listdir(extensions_dir) if name not in disabled]
+
+
+def run_extension_installer(extension_dir: str) -> None:
+    """Run <extension>/install.py with this interpreter, PYTHONPATH=<checkout>; print what it printed; a
+    failure is reported, not raised."""
+    installer = os.path.join(extension_dir, "install.py")
+    if not os.path.isfile(installer):
+        return
+    env = {**os.environ, "PYTHONPATH": f"{SCRIPT_PATH}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    try:
+        stdout = run([sys.executable, installer], None, f"Error running install.py for extension {extension_dir}",
+                     env=env).strip()
+    except LaunchError as exc:
+        report(str(exc))
+        return
+    if stdout:
+        print(stdout, flush=True)
+
+
+def run_extensions_installers(args: argparse.Namespace) -> None:
+    """Each listed extension's installer, as the real `run_extensions_installers` (settings from
+    --ui-settings-file)."""
+    extensions_dir = os.path.join(args.data_dir, "extensions")
+    if not os.path.isdir(extensions_dir):
+        return
+    for name in list_extensions(args, args.ui_settings_file):
+        path = os.path.join(extensions_dir, name)
+        if os.path.isdir(path):
+            run_extension_installer(path)
+
+
+def check_python_version() -> None:
+    """The real launcher's warning (not an error) for a Python it is not tested with: on Linux 3.7 to 3.11 pass,
+    so Debian trixie's 3.13 gets it."""
+    if sys.version_info.major == 3 and sys.version_info.minor in (7, 8, 9, 10, 11):
+        return
+    version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    print("INCOMPATIBLE PYTHON VERSION\n\n"
+          f"This program is tested with 3.10.6 Python, but you have {version}.\n"
+          "(sdfleet stand-in: the real launcher prints a longer explanation here.)\n\n"
+          "Use --skip-python-version-check to suppress this warning.", file=sys.stderr, flush=True)
 
 
 def prepare_environment(args: argparse.Namespace, root: Path = SCRIPT_PATH) -> None:
@@ -231,11 +354,16 @@ def prepare_environment(args: argparse.Namespace, root: Path = SCRIPT_PATH) -> N
     restart = root / "tmp" / "restart"
     if restart.exists():
         restart.unlink()
+    if not args.skip_python_version_check:
+        check_python_version()
     for line in version_banner(root):
         print(line, flush=True)
     if args.skip_prepare_environment:
         return
     install_torch(args)
     check_gpu(args)
+    install_url_packages(args)
     clone_repositories(root)
     install_requirements(args, root)
+    if not args.skip_install:
+        run_extensions_installers(args)

@@ -1,8 +1,10 @@
 """HTTP server of the stand-in: the Gradio and /sdapi/v1 routes a provisioning tool probes (webui.md section 8).
 
 Gradio 3.41 behaviour mirrored: /internal/ping never protected; with gradio auth, `/` is a login page, /config is
-401 until POST /login sets the `access-token` cookie. A1111 API behaviour mirrored: /sdapi/v1/* only with --api
-(or --nowebui), HTTP Basic when --api-auth is set, errors as `{"error": ..., "detail": ..., ...}`.
+401 until POST /login sets the `access-token` cookie. The webui's own /internal/sysinfo routes are added to the app
+outside gradio's login, so they answer without it (and without --api-auth), as in the real one. A1111 API behaviour
+mirrored: /sdapi/v1/* only with --api (or --nowebui), HTTP Basic when --api-auth is set (on every route, cmd-flags
+included; nothing else protects them), errors as `{"error": ..., "detail": ..., ...}`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import os
 import secrets
 import socket
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from modules import cmd_args, sysinfo
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
 COOKIE_NAME = "access-token"
@@ -132,8 +137,10 @@ class App:
         self.gradio_auth = gradio_credentials(args)
         self.api_auth = api_credentials(args)
         self.tokens: dict[str, str] = {}
-        self.checkpoints = CheckpointIndex(os.path.join(args.models_dir, "Stable-diffusion"), args.ckpt_dir)
+        self.checkpoints = CheckpointIndex(os.path.join(cmd_args.models_path(args), "Stable-diffusion"),
+                                           args.ckpt_dir)
         self.options_lock = threading.Lock()
+        self.started = time.monotonic()
 
     @property
     def webui(self) -> bool:
@@ -274,10 +281,27 @@ class Handler(BaseHTTPRequestHandler):
                                      "components": [], "title": "Stable Diffusion"})
         elif app.webui and path == "/login" and self.command == "POST":
             self.login()
+        elif app.webui and path in ("/internal/sysinfo", "/internal/sysinfo-download") and self.command in ("GET",
+                                                                                                           "HEAD"):
+            self.sysinfo(attachment=path.endswith("-download"))
         elif app.api and path.startswith("/sdapi/v1/"):
             self.sdapi(path[len("/sdapi/v1/"):])
         else:
             self.send_json(404, {"detail": "Not Found"})
+
+    def sysinfo(self, attachment: bool) -> None:
+        """The real route: plain text (JSON inside), `Content-Disposition: inline|attachment; filename=...`; no login
+        of any kind."""
+        text = sysinfo.get(self.app.args, self.app.read_options(), round(time.monotonic() - self.app.started, 1))
+        data = text.encode("utf8")
+        filename = time.strftime("sysinfo-%Y-%m-%d-%H-%M.json", time.gmtime())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Disposition", f'{"attachment" if attachment else "inline"}; filename="{filename}"')
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def login(self) -> None:
         """Gradio's POST /login (form fields username and password)."""
@@ -322,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
             app.checkpoints.refresh()
             self.send_json(200, None)
         elif route == "cmd-flags":
-            self.send_json(200, vars(app.args))
+            self.send_json(200, cmd_args.flags_response(app.args))
         elif self.command == "GET":
             self.send_json(200, app.read_options())
         else:
@@ -375,7 +399,7 @@ class PortTaken(OSError):
 def make_server(args: argparse.Namespace, host: str, ports: range) -> Server:
     """Bind the first free port of `ports` (Gradio 3.41's scan); PortTaken when none is free."""
     app = App(args)
-    Path(args.models_dir, "Stable-diffusion").mkdir(parents=True, exist_ok=True)
+    Path(cmd_args.models_path(args), "Stable-diffusion").mkdir(parents=True, exist_ok=True)
     app.checkpoints.refresh()
     handler = type("BoundHandler", (Handler,), {"app": app})
     for port in ports:

@@ -1,4 +1,5 @@
-"""Start-up of the stand-in after the install steps: bind address, port, share refusal, SIGTERM, serve."""
+"""Start-up of the stand-in after the install steps: the dirs the real one creates at start, bind address, port,
+share refusal, SIGTERM, serve."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import signal
 import sys
 import threading
 
-from modules import server
+from modules import cmd_args, server
 
 
 def parsed_summary(args: argparse.Namespace) -> str:
@@ -28,7 +29,7 @@ def parsed_summary(args: argparse.Namespace) -> str:
         "gradio_auth_path": args.gradio_auth_path, "api_auth_enabled": bool(args.api_auth),
         "enable_insecure_extension_access": args.enable_insecure_extension_access,
         "freeze_settings": args.freeze_settings,
-        "data_dir": args.data_dir, "models_dir": args.models_dir, "ckpt_dir": args.ckpt_dir,
+        "data_dir": args.data_dir, "models_dir": cmd_args.models_path(args), "ckpt_dir": args.ckpt_dir,
         "embeddings_dir": args.embeddings_dir, "vae_dir": args.vae_dir, "lora_dir": args.lora_dir,
         "ui_settings_file": args.ui_settings_file,
     }, sort_keys=True)
@@ -58,12 +59,33 @@ def port_range(args: argparse.Namespace) -> range:
     return range(first, first + int(os.environ.get("GRADIO_NUM_PORTS", "100")))
 
 
+def read_settings(args: argparse.Namespace) -> dict:
+    """The settings file (--ui-settings-file) as a dict, {} when missing or not a JSON object."""
+    try:
+        with open(args.ui_settings_file, encoding="utf8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def create_start_dirs(args: argparse.Namespace) -> None:
+    """What the real one creates at every start: <data>/extensions (importing its extensions module, both modes)
+    and, building the UI (not with --nowebui), <checkout>/config_states, even with --data-dir. On a read-only
+    checkout that raises `OSError: [Errno 30] Read-only file system: '<checkout>/config_states'` and the start
+    fails, as the real one's does."""
+    os.makedirs(cmd_args.extensions_dir(args), exist_ok=True)
+    if not args.nowebui:
+        os.makedirs(os.path.join(cmd_args.SCRIPT_PATH, "config_states"), exist_ok=True)
+
+
 def start(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; 1 on --share or a taken port."""
     if args.share:
         print("sdfleet-standin: --share needs internet (a gradio.live tunnel) and is not supported by the stand-in",
               file=sys.stderr, flush=True)
         return 1
+    create_start_dirs(args)
     host = bind_host(args)
     try:
         httpd = server.make_server(args, host, port_range(args))

@@ -140,3 +140,69 @@ def test_probe_uses_runner_result():
         return 128, "", "fatal: repository 'u' not found\nhint"
     res = gs.probe("u", "", gs.probe_env({}), 5, runner=runner)
     assert (res.ok, res.reason) == (False, "fatal: repository 'u' not found")
+
+
+# --- kind: http (a file URL such as the CLIP_PACKAGE zip) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def http_root(tmp_path_factory):
+    """A loopback HTTP server: /a/x.zip exists, /moved redirects to it, everything else is 404."""
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("www")
+    (root / "a").mkdir()
+    (root / "a" / "x.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def do_HEAD(self):  # noqa: N802 (http.server's naming)
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/a/x.zip")
+                self.end_headers()
+                return
+            super().do_HEAD()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_dead_and_missing_sources_fall_back_to_the_file(tmp_path, http_root):
+    dead = f"http://127.0.0.1:{free_port()}/a/x.zip"
+    out = run(tmp_path, kind="http", name="CLIP_PACKAGE",
+              sources=[dead, f"{http_root}/missing.zip", f"{http_root}/a/x.zip"])
+    assert out.get("failed") is not True, out
+    assert out["source"] == f"{http_root}/a/x.zip" and out["index"] == 2
+    assert [t["ok"] for t in out["tried"]] == [False, False, True]
+    assert "cannot connect" in out["tried"][0]["reason"]
+    assert out["tried"][1]["reason"] == "HTTP 404"
+
+
+def test_http_redirect_is_followed(tmp_path, http_root):
+    out = run(tmp_path, kind="http", sources=[f"{http_root}/moved"])
+    assert out["source"] == f"{http_root}/moved" and out["tried"][0]["ok"] is True
+
+
+def test_http_none_answering_names_the_package_and_every_url(tmp_path, http_root):
+    out = run(tmp_path, kind="http", name="OPENCLIP_PACKAGE", sources=[f"{http_root}/nope.zip", "file:///etc/passwd"])
+    assert out["failed"] is True
+    assert "No source of OPENCLIP_PACKAGE answered (2 tried" in out["msg"]
+    assert f"{http_root}/nope.zip: HTTP 404" in out["msg"] and "file:///etc/passwd: not an http(s) URL" in out["msg"]
+
+
+def test_http_probe_reports_a_timeout():
+    import socket as _socket
+
+    def status(url, timeout):
+        raise _socket.timeout("timed out")
+
+    result = gs.probe_http("http://x.invalid/f.zip", 2, status)
+    assert not result.ok and result.reason == "timed out after 2 s"

@@ -11,19 +11,23 @@ Pure functions (testable without Ansible) plus ``FilterModule``:
 * ``webui_api_auth_env``: the ``COMMANDLINE_ARGS`` line of the 0600
   EnvironmentFile that carries ``--api-auth`` (never argv).
 
-Every flag that ``webui_args`` emits is in ``ALLOWED_FLAGS``: flags of the real
-webui v1.10.1 (``modules/cmd_args.py``, see docs webui.md sections 7 and 10).
-Flags the role manages through its own variables are refused in extra args,
-with the name of the variable to use instead.
+Every flag is checked against the real parser of the webui version in use
+(``webui_version``; default ``DEFAULT_WEBUI_VERSION``): ``module_utils/webui_flags.py``,
+derived from each version's ``modules/cmd_args.py`` and built-in ``preload.py`` files by
+``scripts/webui_flags.py``. Flags the role manages through its own variables are refused in
+extra args and GPU records, with the name of the variable to use instead; a few real flags are
+refused outright (``REFUSED_FLAGS``).
 """
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Union
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.sdfleet.toolkit.plugins.module_utils import webui_flags as upstream
 
 DOCUMENTATION = r"""
 name: webui_args
@@ -32,7 +36,10 @@ description:
   - Builds the argument list (after C(launch.py)) of one webui instance from the GPU record
     (C(sdfleet_gpu.gpus[i]), its tier and flags), the exposure variables and extra args.
   - Deduplicates and resolves contradictions (the lowest VRAM tier wins; C(--no-half) drops C(--upcast-sampling)).
-  - Always adds C(--no-download-sd-model). Refuses flags the real webui does not know.
+  - Always adds C(--no-download-sd-model). Refuses flags the real parser of the webui version in use does not know
+    (the flag lists of v1.9.4, v1.10.1 and dev are derived from upstream's C(modules/cmd_args.py) and built-in
+    C(preload.py) files by C(scripts/webui_flags.py)), values outside a flag's C(choices) and non-integer values of
+    integer flags; refuses flags the role manages (naming the variable to set) and a few dangerous ones.
 positional: _input
 options:
   _input:
@@ -43,6 +50,12 @@ options:
     description: TCP port of this instance.
     type: int
     required: true
+  webui_version:
+    description:
+      - The webui version whose flags apply (C(v1.9.4), C(v1.10.1), C(dev)), or the commit of one of them.
+      - Empty means C(v1.10.1). Another ref is checked against the flags of all known versions together.
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -77,37 +90,19 @@ CUDA_ONLY_FLAGS: frozenset[str] = frozenset(
     {"--lowvram", "--medvram", "--medvram-sdxl", "--xformers", "--force-enable-xformers",
      "--xformers-flash-attention", "--reinstall-xformers", "--upcast-sampling"})
 
-# Real webui v1.10.1 flags (webui.md sections 4, 5, 7, 10) -> number of values.
-# 0: a switch; 1: one value; "+": one or more values up to the next flag.
+# The flags of each webui version come from its real parser: module_utils/webui_flags.py, written by
+# scripts/webui_flags.py (never edited by hand). Per flag: arity (0: a switch; 1: one value; "+": one
+# or more values up to the next flag), and where upstream gives them type, choices, action (append:
+# the flag may repeat and its values add up) and alias_of.
 Arity = Union[int, str]
-ALLOWED_FLAGS: dict[str, Arity] = {
-    # VRAM, precision, attention (section 10)
-    "--lowvram": 0, "--medvram": 0, "--medvram-sdxl": 0, "--lowram": 0,
-    "--disable-model-loading-ram-optimization": 0,
-    "--xformers": 0, "--force-enable-xformers": 0, "--xformers-flash-attention": 0, "--reinstall-xformers": 0,
-    "--opt-sdp-attention": 0, "--opt-sdp-no-mem-attention": 0, "--opt-split-attention": 0,
-    "--opt-split-attention-invokeai": 0, "--opt-split-attention-v1": 0, "--opt-sub-quad-attention": 0,
-    "--sub-quad-q-chunk-size": 1, "--sub-quad-kv-chunk-size": 1, "--sub-quad-chunk-threshold": 1,
-    "--disable-opt-split-attention": 0, "--no-half": 0, "--no-half-vae": 0, "--precision": 1,
-    "--upcast-sampling": 0, "--opt-channelslast": 0, "--use-cpu": "+", "--use-ipex": 0,
-    "--skip-torch-cuda-test": 0, "--disable-nan-check": 0,
-    # launcher (section 4)
-    "--skip-prepare-environment": 0, "--skip-install": 0, "--skip-python-version-check": 0,
-    "--reinstall-torch": 0, "--update-check": 0, "--no-download-sd-model": 0,
-    "--do-not-download-clip": 0, "--no-hashing": 0, "--loglevel": 1,
-    # models and paths (section 5)
-    "--ckpt": 1, "--ckpt-dir": 1, "--vae-dir": 1, "--vae-path": 1, "--lora-dir": 1,
-    "--hypernetwork-dir": 1, "--localizations-dir": 1, "--styles-file": 1, "--no-prompt-history": 0,
-    # network, auth, UI (section 7)
-    "--port": 1, "--listen": 0, "--server-name": 1, "--share": 0, "--gradio-auth-path": 1, "--api": 0,
-    "--data-dir": 1, "--models-dir": 1, "--embeddings-dir": 1, "--freeze-settings": 0,
-    "--freeze-settings-in-sections": 1, "--freeze-specific-settings": 1, "--hide-ui-dir-config": 0,
-    "--enable-insecure-extension-access": 0, "--disable-all-extensions": 0, "--disable-extra-extensions": 0,
-    "--cors-allow-origins": 1, "--cors-allow-origins-regex": 1, "--tls-keyfile": 1, "--tls-certfile": 1,
-    "--disable-tls-verify": 0, "--subpath": 1, "--theme": 1,
-}
+FlagSpec = Mapping[str, Any]
+WEBUI_VERSIONS: tuple[str, ...] = tuple(upstream.FLAGS)
+# The version checked when the caller names none: the release webui_repo installs by default.
+DEFAULT_WEBUI_VERSION = "v1.10.1"
+# Flags of the default version -> arity (managed and refused flags are checked before this list).
+ALLOWED_FLAGS: dict[str, Arity] = {flag: spec["arity"] for flag, spec in upstream.FLAGS[DEFAULT_WEBUI_VERSION].items()}
 
-# Flags the role sets from its own variables: refused in extra args.
+# Flags the role sets from its own variables: refused in extra args and GPU records.
 MANAGED_FLAGS: dict[str, str] = {
     "--port": "webui_service_port (instance N listens on base port + N)",
     "--listen": "webui_service_listen",
@@ -131,6 +126,9 @@ REFUSED_FLAGS: dict[str, str] = {
     "--nowebui": "the API-only server has no /internal/ping, so the health gate cannot work",
     "--ngrok": "a public tunnel the exposure checks do not cover; use webui_service_share or a reverse proxy",
     "--allow-code": "it runs arbitrary Python sent by any UI user",
+    "--api-server-stop": "it lets any API user stop or kill the server (/sdapi/v1/server-kill)",
+    "--dump-sysinfo": "it writes a sysinfo file and exits, so the service would restart in a loop",
+    "--update-all-extensions": "it updates every extension at each start, undoing the pinned versions",
     "--disable-safe-unpickle": "it loads pickled checkpoints without the safety check",
 }
 
@@ -160,27 +158,84 @@ def _tokens(extra_args: Union[str, Sequence[Any], None]) -> list[str]:
     return out
 
 
-def parse_flags(tokens: Sequence[str], source: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Parse tokens into ``(flag, values)`` pairs, checking each flag against the allow-list.
+def webui_flag_specs(webui_version: str = "") -> tuple[str, dict[str, FlagSpec]]:
+    """``(label, {flag: spec})`` of the real parser of ``webui_version``.
 
-    ``source`` names where the tokens came from, for the error message.
+    ``webui_version`` is a version of ``WEBUI_VERSIONS`` or the commit (7+ hex digits) of one; empty means
+    ``DEFAULT_WEBUI_VERSION``. Another ref (a branch, another tag or commit) gets the flags of all known
+    versions together: typos are still caught, and the health gate catches a flag that version lacks.
     """
+    ref = str(webui_version or "").strip() or DEFAULT_WEBUI_VERSION
+    if ref in upstream.FLAGS:
+        return ref, dict(upstream.FLAGS[ref])
+    if re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+        for version, source in upstream.SOURCES.items():
+            if source.get("commit", "").startswith(ref.lower()):
+                return version, dict(upstream.FLAGS[version])
+    union: dict[str, FlagSpec] = {}
+    for version in WEBUI_VERSIONS:  # oldest first: the newest spec of a flag wins
+        union.update(upstream.FLAGS[version])
+    return f"{ref} (not a listed version; checked against {', '.join(WEBUI_VERSIONS)} together)", union
+
+
+def _versions_with(flag: str) -> str:
+    """``"only v1.10.1, dev have it"``: the versions whose parser knows ``flag``."""
+    have = [v for v in WEBUI_VERSIONS if flag in upstream.FLAGS[v]]
+    if not have:
+        return "no listed version has it"
+    return f"only {', '.join(have)} {'has' if len(have) == 1 else 'have'} it"
+
+
+def _unknown_flag(source: str, flag: str, label: str, specs: Mapping[str, FlagSpec]) -> AnsibleFilterError:
+    """The refusal of a flag the parser of ``label`` does not know, saying which versions have it."""
+    if any(flag in upstream.FLAGS[v] for v in WEBUI_VERSIONS):
+        return _fail(f"{source}: {flag} is not a flag of AUTOMATIC1111 webui {label} (the webui exits on unknown "
+                     f"flags); {_versions_with(flag)}: remove it or pin such a webui version")
+    close = difflib.get_close_matches(flag, list(specs), n=3, cutoff=0.8)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return _fail(f"{source}: {flag} is not a known AUTOMATIC1111 webui {label} flag{hint}; the webui exits on "
+                 "unknown flags: fix the spelling or remove it. The flags of each version are listed in "
+                 "plugins/module_utils/webui_flags.py of the sdfleet.toolkit collection")
+
+
+def _check_values(source: str, flag: str, spec: FlagSpec, values: Sequence[str], label: str) -> None:
+    """Refuse values the webui's parser refuses: outside ``choices``, or not a number for ``type=int``."""
+    kind = spec.get("type")
+    for value in values:
+        if kind in ("int", "float"):
+            try:
+                int(value) if kind == "int" else float(value)
+            except ValueError:
+                raise _fail(f"{source}: {flag} takes a number ({kind}), not {value!r}") from None
+        choices = spec.get("choices")
+        if choices and (value.lower() if kind == "str.lower" else value) not in choices:
+            raise _fail(f"{source}: '{flag} {value}' is refused by webui {label}; use one of {', '.join(choices)}")
+
+
+def parse_flags(tokens: Sequence[str], source: str,
+                webui_version: str = "") -> list[tuple[str, tuple[str, ...]]]:
+    """Parse tokens into ``(flag, values)`` pairs, checked against the parser of ``webui_version``.
+
+    ``source`` names where the tokens came from, for the error message. An alias is returned as the
+    flag it stands for.
+    """
+    label, specs = webui_flag_specs(webui_version)
     parsed: list[tuple[str, tuple[str, ...]]] = []
     i = 0
     while i < len(tokens):
-        flag = tokens[i]
-        if not flag.startswith("--"):
-            raise _fail(f"{source}: {flag!r} is not a flag (values must follow their flag, "
+        given = tokens[i]
+        if not given.startswith("--"):
+            raise _fail(f"{source}: {given!r} is not a flag (values must follow their flag, "
                         f"e.g. '--precision full'); check the quoting of {list(tokens)!r}")
-        if flag in MANAGED_FLAGS and source == "webui_service_extra_args":
-            raise _fail(f"{source}: {flag} is managed by the role; set {MANAGED_FLAGS[flag]} instead")
+        flag = str(specs.get(given, {}).get("alias_of", given))
+        shown = given if flag == given else f"{given} (an alias of {flag})"
+        if flag in MANAGED_FLAGS:
+            raise _fail(f"{source}: {shown} is managed by the role; set {MANAGED_FLAGS[flag]} instead")
         if flag in REFUSED_FLAGS:
-            raise _fail(f"{source}: {flag} is refused: {REFUSED_FLAGS[flag]}; remove it")
-        if flag not in ALLOWED_FLAGS:
-            raise _fail(f"{source}: {flag} is not a known AUTOMATIC1111 webui v1.10 flag "
-                        "(the webui exits on unknown flags); fix the spelling or remove it. "
-                        f"Known flags: {', '.join(sorted(ALLOWED_FLAGS))}")
-        arity = ALLOWED_FLAGS[flag]
+            raise _fail(f"{source}: {shown} is refused: {REFUSED_FLAGS[flag]}; remove it")
+        if given not in specs:
+            raise _unknown_flag(source, given, label, specs)
+        arity = specs[given]["arity"]
         i += 1
         values: list[str] = []
         if arity == "+":
@@ -188,13 +243,14 @@ def parse_flags(tokens: Sequence[str], source: str) -> list[tuple[str, tuple[str
                 values.append(tokens[i])
                 i += 1
             if not values:
-                raise _fail(f"{source}: {flag} needs at least one value")
+                raise _fail(f"{source}: {given} needs at least one value")
         else:
             for _ in range(int(arity)):
                 if i >= len(tokens) or tokens[i].startswith("--"):
-                    raise _fail(f"{source}: {flag} needs a value, e.g. '{flag} VALUE'")
+                    raise _fail(f"{source}: {given} needs a value, e.g. '{given} VALUE'")
                 values.append(tokens[i])
                 i += 1
+        _check_values(source, given, specs[given], values, label)
         parsed.append((flag, tuple(values)))
     return parsed
 
@@ -212,15 +268,19 @@ def effective_tier(gpu: Optional[Mapping[str, Any]], tier: str = "auto") -> str:
     return str(rec_tier)
 
 
-def _merge(pairs: Iterable[tuple[str, tuple[str, ...]]], tier: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Deduplicate (a later value of a valued flag replaces an earlier one) and resolve contradictions."""
+def _merge(pairs: Iterable[tuple[str, tuple[str, ...]]], tier: str,
+           specs: Mapping[str, FlagSpec]) -> list[tuple[str, tuple[str, ...]]]:
+    """Deduplicate (a later value of a valued flag replaces an earlier one, the values of a repeatable
+    flag add up) and resolve contradictions. ``specs``: the flags of the webui version in use."""
+    def repeats(flag: str) -> bool:
+        return specs.get(flag, {}).get("action") == "append"
+
     merged: dict[str, tuple[str, ...]] = {}
     for flag, values in pairs:
-        if flag in merged and ALLOWED_FLAGS[flag] != 0 and flag != "--styles-file":
+        if repeats(flag):
+            merged[flag] = merged.get(flag, ()) + tuple(v for v in values if v not in merged.get(flag, ()))
+        elif flag in merged and specs.get(flag, {}).get("arity", 0) != 0:
             merged[flag] = values  # later source wins, keeps first position
-        elif flag == "--styles-file":
-            merged.setdefault(flag, ())
-            merged[flag] = merged[flag] + tuple(v for v in values if v not in merged[flag])
         else:
             merged.setdefault(flag, values)
     if tier == "cpu":
@@ -237,7 +297,7 @@ def _merge(pairs: Iterable[tuple[str, tuple[str, ...]]], tier: str) -> list[tupl
                         f"(tier {tier} or extra args); remove one of them")
     out: list[tuple[str, tuple[str, ...]]] = []
     for flag, values in merged.items():
-        if flag == "--styles-file":
+        if repeats(flag):
             out.extend((flag, (v,)) for v in values)
         else:
             out.append((flag, values))
@@ -248,12 +308,13 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
                listen_address: str = "", share: bool = False, auth_path: str = "", api: bool = False,
                data_dir: str = "", models_dir: str = "", embeddings_dir: str = "",
                freeze_settings: bool = False, insecure_extension_access: bool = False, theme: str = "",
-               extra_args: Union[str, Sequence[Any], None] = None) -> list[str]:
+               extra_args: Union[str, Sequence[Any], None] = None, webui_version: str = "") -> list[str]:
     """Return the argument list (after ``launch.py``) of one instance.
 
     ``gpu`` is one record of ``sdfleet_gpu.gpus`` (``tier`` and ``flags`` are read), or ``{}``/``None``
     on a CPU host. Secrets never appear here: UI users go through the file at ``auth_path`` and API
-    users through ``webui_api_auth_env``.
+    users through ``webui_api_auth_env``. Every flag must be one of ``webui_version``'s parser
+    (see ``webui_flag_specs``).
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise _fail(f"webui_service_port: port {port!r} is out of range; use 1-65535")
@@ -263,15 +324,16 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
 
     tier_pairs: list[tuple[str, tuple[str, ...]]]
     if tier_name == "cpu":
-        tier_pairs = parse_flags(CPU_TIER_ARGS, "cpu tier")
+        tier_pairs = parse_flags(CPU_TIER_ARGS, "cpu tier", webui_version)
     elif tier_name in TIER_VRAM_FLAG:
         tier_pairs = [(TIER_VRAM_FLAG[tier_name], ())]
     else:
         tier_pairs = []
     record_flags = list((gpu or {}).get("flags") or [])
-    record_pairs = [(f, v) for f, v in parse_flags(_tokens(record_flags), "sdfleet_gpu GPU record flags")
+    record_pairs = [(f, v) for f, v in parse_flags(_tokens(record_flags), "sdfleet_gpu GPU record flags",
+                                                   webui_version)
                     if f not in VRAM_FLAGS_LOW_FIRST]  # the tier decides the VRAM flag
-    extra_pairs = parse_flags(_tokens(extra_args), "webui_service_extra_args")
+    extra_pairs = parse_flags(_tokens(extra_args), "webui_service_extra_args", webui_version)
 
     managed: list[tuple[str, tuple[str, ...]]] = [("--no-download-sd-model", ())]
     for flag, value in (("--data-dir", data_dir), ("--models-dir", models_dir),
@@ -296,8 +358,15 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
     if theme:
         managed.append(("--theme", (theme,)))
 
+    label, specs = webui_flag_specs(webui_version)
+    for flag, _values in tier_pairs + managed:  # the role's own flags: the parser must know them too
+        if flag not in specs:
+            raise _fail(f"{MANAGED_FLAGS.get(flag, f'webui_service_gpu_tier ({tier_name})')}: the role would pass "
+                        f"{flag}, which AUTOMATIC1111 webui {label} does not know ({_versions_with(flag)}); "
+                        "unset that variable or pin such a webui version")
+
     out: list[str] = []
-    for flag, values in _merge(tier_pairs + record_pairs + extra_pairs + managed, tier_name):
+    for flag, values in _merge(tier_pairs + record_pairs + extra_pairs + managed, tier_name, specs):
         out.append(flag)
         out.extend(values)
     return out

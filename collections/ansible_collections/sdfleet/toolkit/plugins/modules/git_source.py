@@ -1,16 +1,18 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Ansible module: pick the first git URL of an ordered list that answers."""
+"""Ansible module: pick the first URL of an ordered list that answers (a git repository or a file)."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: git_source
-short_description: Pick the first reachable git source of an ordered list (primary first, then mirrors)
+short_description: Pick the first reachable source of an ordered list (primary first, then mirrors)
 version_added: "0.1.0"
 description:
-  - Probes each URL of I(sources) in order with C(git ls-remote), under a timeout, with C(GIT_TERMINAL_PROMPT=0)
-    (and SSH in batch mode) so a dead or private URL fails at once instead of asking for a password.
+  - Probes each URL of I(sources) in order, under a timeout. With I(kind=git) (a repository) the probe is
+    C(git ls-remote) with C(GIT_TERMINAL_PROMPT=0) (and SSH in batch mode), so a dead or private URL fails at once
+    instead of asking for a password. With I(kind=http) (a file to download, such as the C(CLIP_PACKAGE) zip) it is
+    an HTTP C(HEAD) that follows redirects and must end in status 200.
   - The first URL that answers (and, when I(ref) names a branch or tag, advertises it) wins and is returned.
   - When none answers, the task fails with one message listing every URL tried and why (the first line of git's
     error output, or the timeout).
@@ -53,6 +55,11 @@ options:
     description: The git program.
     type: str
     default: git
+  kind:
+    description: C(git) for a repository URL, C(http) for a file URL (I(ref) is ignored then).
+    type: str
+    choices: [git, http]
+    default: git
 attributes:
   check_mode:
     support: full
@@ -77,8 +84,15 @@ EXAMPLES = r"""
     repo: "{{ webui_source.source }}"
     dest: /opt/sd-webui
     version: v1.10.1
-"""
 
+- name: Pick the CLIP archive (fleet mirror first)
+  sdfleet.toolkit.git_source:
+    name: CLIP_PACKAGE
+    kind: http
+    sources:
+      - http://mirror.lan:8080/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip
+      - https://github.com/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip
+"""
 RETURN = r"""
 source:
   description: The URL that answered.
@@ -104,6 +118,8 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
@@ -190,12 +206,40 @@ def probe(url: str, ref: str, env: dict[str, str], timeout: float, git: str = "g
     return Probe(url, True, "ok", seconds)
 
 
+def head_status(url: str, timeout: float) -> int:
+    """HTTP status of a HEAD request to `url` (redirects followed; proxies from the environment)."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "sdfleet-source-probe"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def probe_http(url: str, timeout: float, status: Callable[[str, float], int] = head_status) -> Probe:
+    """Probe a file URL with HEAD: status 200 wins; anything else is the reason it did not."""
+    start = time.monotonic()
+    if not url.startswith(("http://", "https://")):
+        return Probe(url, False, "not an http(s) URL", 0.0)
+    try:
+        code = status(url, timeout)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        text = f"timed out after {timeout:g} s" if "timed out" in str(reason) else f"cannot connect: {reason}"
+        return Probe(url, False, text, round(time.monotonic() - start, 2))
+    seconds = round(time.monotonic() - start, 2)
+    if code != 200:
+        return Probe(url, False, f"HTTP {code}", seconds)
+    return Probe(url, True, "ok", seconds)
+
+
 def choose(sources: Sequence[str], ref: str, env: dict[str, str], timeout: float, git: str = "git",
-           runner: Callable[..., tuple[int | None, str, str]] = run_git) -> list[Probe]:
+           runner: Callable[..., tuple[int | None, str, str]] = run_git, kind: str = "git",
+           status: Callable[[str, float], int] = head_status) -> list[Probe]:
     """Probe in order and stop at the first success; return every probe made."""
     tried: list[Probe] = []
     for url in sources:
-        result = probe(url, ref, env, timeout, git, runner)
+        result = probe_http(url, timeout, status) if kind == "http" else probe(url, ref, env, timeout, git, runner)
         tried.append(result)
         if result.ok:
             break
@@ -221,6 +265,7 @@ def main() -> None:
             "https_proxy": {"type": "str", "default": ""},
             "no_proxy": {"type": "str", "default": ""},
             "git": {"type": "str", "default": "git"},
+            "kind": {"type": "str", "default": "git", "choices": ["git", "http"]},
         },
         supports_check_mode=True,
     )
@@ -232,7 +277,9 @@ def main() -> None:
     if params["timeout"] < 1:
         module.fail_json(msg=f"git_source: timeout must be at least 1 second, got {params['timeout']}.", tried=[])
     env = probe_env(dict(os.environ), params["http_proxy"], params["https_proxy"], params["no_proxy"])
-    tried = choose(sources, params["ref"], env, params["timeout"], params["git"])
+    if params["kind"] == "http":
+        os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
+    tried = choose(sources, params["ref"], env, params["timeout"], params["git"], kind=params["kind"])
     records = [asdict(p) for p in tried]
     if not tried[-1].ok:
         module.fail_json(msg=failure_message(params["name"], tried), tried=records)
