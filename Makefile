@@ -62,7 +62,7 @@ test: venv images fixture real-fixture browser ## The whole suite: lint, pytest,
 	if wait $$quick; then tail -n 4 build/lint-unit.log; else rc=1; cat build/lint-unit.log; fi; \
 	echo "make test: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
 
-demo: venv images fixture ## Bring up the demo fleet (containers) and provision it with site.yml
+demo: venv images fixture real-fixture ## Bring up the demo fleet (containers, a real-webui CPU box among them) and provision it with site.yml
 	scripts/demo.sh up
 
 demo-down: ## Remove the demo fleet's containers and network

@@ -1,4 +1,4 @@
-"""The fleet_mirror role's filters (roles/fleet_mirror/filter_plugins/fleet_mirror.py): what the mirror downloads
+"""The fleet_mirror role's filters (collections/ansible_collections/sdfleet/toolkit/plugins/filter/fleet_mirror.py): what the mirror downloads
 (checked against the real webui trees of ../shared/upstream when they are there, and by a real offline pip run for
 a source-only package), where it serves URL archives, and what a controller seed copies."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ STANDIN = ROOT / "molecule" / "_shared" / "standin_webui"
 WHEEL_CACHE = ROOT / "build" / "wheel-cache"
 
 _spec = importlib.util.spec_from_file_location("fleet_mirror_filters",
-                                               ROOT / "roles" / "fleet_mirror" / "filter_plugins" / "fleet_mirror.py")
+                                               ROOT / "collections/ansible_collections/sdfleet/toolkit/plugins/filter/fleet_mirror.py")
 fm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fm)
 

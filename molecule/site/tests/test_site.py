@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import testinfra
@@ -166,16 +169,103 @@ def test_mirror_git_is_cloneable_over_dumb_http(host):
     assert out.rc == 0 and out.stdout.strip() == "commit", out.stderr
 
 
-def _run_site(*args: str) -> tuple[str, dict[str, str]]:
-    """Run site.yml against this scenario's fleet; return its output and {host: recap line}."""
+@only("site-mirror")
+def test_mirror_simple_holds_the_build_requirements_and_xformers(host):
+    """What the hosts' isolated builds of CLIP/open_clip need (setuptools < 81, wheel) and the launcher's
+    XFORMERS_PACKAGE pin are in simple/ (downloaded without dependencies), at the fixture's versions."""
+    for req in PINS["wheels"]["build"] + PINS["wheels"]["stubs"]:
+        project, version = req.split("==")
+        status, body = http(host, f"http://127.0.0.1:8080/simple/{project}/")
+        assert status == 200 and f"{project}-{version}-" in body, (req, body[:500])
+
+
+@only("site-mirror")
+def test_mirror_serves_the_url_archives_at_their_url_path(host):
+    """CLIP_PACKAGE / OPENCLIP_PACKAGE archives: downloaded once, their sha256 recorded, served at their URL's
+    path (where the GPU hosts look first), and the GPU hosts' installs fetched them there."""
+    sums = host.file("/srv/sdfleet-mirror/.download/url-packages.sha256").content_string
+    journal = host.run("journalctl --no-pager -u sdfleet-mirror").stdout
+    for env, archive in PINS["archives"].items():
+        path = archive["path"]
+        assert host.file(f"/srv/sdfleet-mirror{path}").sha256sum == archive["sha256"], env
+        assert f"{archive['sha256']}  {path.lstrip('/')}" in sums, sums
+        out = host.run(f"python3 -c \"import hashlib,urllib.request;"
+                       f"print(hashlib.sha256(urllib.request.urlopen('http://127.0.0.1:8080{path}').read()).hexdigest())\"")
+        assert out.stdout.strip() == archive["sha256"], (env, out.stderr)
+        assert re.search(rf'"GET {re.escape(path)} HTTP/1\.1" 200', journal), f"no host fetched {path} from the mirror"
+
+
+def _run_site(*args: str, playbook: str = "site.yml") -> tuple[str, dict[str, str]]:
+    """Run a playbook (site.yml) against this scenario's fleet; return its output and {host: recap line}."""
     project = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
     cmd = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i",
-           os.environ["MOLECULE_INVENTORY_FILE"], str(project / "site.yml"), *args]
+           os.environ["MOLECULE_INVENTORY_FILE"], str(project / playbook), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
                           timeout=900, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out, dict(re.findall(r"^(site-\w+)\s+: (ok=.*)$", out, re.MULTILINE))
+
+
+def _count(line: str, what: str) -> int:
+    return int(re.search(rf"\b{what}=(\d+)", line).group(1))
+
+
+def test_controller_seed_of_an_unchanged_tree_copies_nothing(tmp_path):
+    """fleet_mirror_seed: controller (the role's controller.yml, into a second tree on the mirror host): the first
+    seed copies the tree; an unchanged tree then reads no file (two metadata listings: a fraction of the first
+    seed's time, where the old whole-tree copy checksummed every byte on both sides again), changed=0 and in
+    --check too; a file changed on the controller, one added there and one deleted on the mirror are copied."""
+    fixture = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "build" / "fixture"
+    # A small tree laid out as the mirror (each file costs a copy on a first seed): a real bare repository as the
+    # webui's, a model, an index page and the URL archives.
+    src = tmp_path / "seed"
+    shutil.copytree(fixture / "git" / "BLIP.git", src / "git" / "stable-diffusion-webui.git")
+    for rel in ["files/tiny-v2.safetensors", "files/tiny-vae.safetensors", "simple/six/index.html",
+                *(a["path"].lstrip("/") for a in PINS["archives"].values())]:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(fixture / rel, src / rel)
+    root = "/srv/sdfleet-seed-test"
+    mirror = testinfra.get_host("docker://site-mirror")
+    extra = ["-e", json.dumps({"fleet_mirror_root": root, "fleet_mirror_controller_dir": str(src),
+                               "fleet_mirror_seed": "controller"})]
+    playbook = "molecule/site/tests/controller_seed.yml"
+
+    def seed(*args: str) -> tuple[str, float]:
+        started = time.monotonic()
+        out, recap = _run_site(*extra, *args, playbook=playbook)
+        return recap["site-mirror"], time.monotonic() - started
+
+    try:
+        first, first_s = seed()
+        assert _count(first, "changed") > 0, first
+        for rel in ("files/tiny-v2.safetensors", PINS["archives"]["CLIP_PACKAGE"]["path"].lstrip("/")):
+            assert mirror.file(f"{root}/{rel}").sha256sum == hashlib.sha256((src / rel).read_bytes()).hexdigest()
+        repo = f"{root}/git/stable-diffusion-webui.git"
+        read = mirror.run(f"runuser -u sdmirror -- git --git-dir={repo} cat-file -t {PINS['repos']['BLIP']['pin']}")
+        assert read.stdout.strip() == "commit", read.stderr
+        assert mirror.file(f"{repo}/info/refs").is_file  # the handler refreshed the dumb-HTTP ref list
+        again, again_s = seed()
+        assert _count(again, "changed") == 0, again
+        check, _ = seed("--check")
+        assert _count(check, "changed") == 0, check
+        print(f"controller seed: first {first_s:.1f} s, unchanged {again_s:.1f} s")
+        assert again_s < first_s / 2, (first_s, again_s)
+
+        with open(src / "files" / "tiny-v2.safetensors", "ab") as f:
+            f.write(b"changed on the controller")
+        (src / "simple" / "newproj").mkdir()
+        (src / "simple" / "newproj" / "newproj-1.0.tar.gz").write_bytes(b"new on the controller")
+        assert mirror.run(f"rm {root}/files/tiny-vae.safetensors").rc == 0
+        changed, _ = seed()
+        assert _count(changed, "changed") > 0, changed
+        for rel in ("files/tiny-v2.safetensors", "simple/newproj/newproj-1.0.tar.gz", "files/tiny-vae.safetensors"):
+            assert mirror.file(f"{root}/{rel}").sha256sum == hashlib.sha256((src / rel).read_bytes()).hexdigest(), rel
+        assert mirror.file(f"{root}/simple/newproj").user == "sdmirror"
+        settled, _ = seed()
+        assert _count(settled, "changed") == 0, settled
+    finally:
+        mirror.run(f"rm -rf {root}")
 
 
 def test_one_stage_runs_alone_with_tags():
@@ -188,7 +278,7 @@ def test_one_stage_runs_alone_with_tags():
 
 
 def test_a_model_change_restarts_the_instances():
-    """Last test (it changes the fleet): removing a model in the models stage restarts site-small's instance
+    """It changes the fleet: removing a model in the models stage restarts site-small's instance
     in the service stage, a later play (handlers do not cross plays; sdfleet_models_changed carries it)."""
     small = testinfra.get_host("docker://site-small")
     vae = "/opt/sd-webui/models/VAE/tiny-vae.safetensors"
@@ -202,3 +292,32 @@ def test_a_model_change_restarts_the_instances():
     pid_after = small.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
     assert pid_after not in ("", "0", pid_before), (pid_before, pid_after)
     assert http(small, "http://127.0.0.1:7860/internal/ping")[0] == 200
+
+
+def test_a_failed_mirror_does_not_stop_the_fleet():
+    """Last test (it changes the fleet): a converge with the upstream unreachable from the mirror host only. The
+    mirror stage fails (its git update), is recorded and reported with the failing item's error, and the run goes
+    on: every GPU host runs the later stages (failed=0) with the inventory's own pip index (the mirror's stays
+    unused: a half-updated index could lack what the install needs) and keeps serving."""
+    mirror = testinfra.get_host("docker://site-mirror")
+    # The mirror's name for the upstream now points at a port nothing listens on (IPv6 loopback; the mirror's
+    # own server binds IPv4 only): git, pip and downloads there fail at once; the GPU hosts still reach it.
+    assert mirror.run("cp /etc/hosts /tmp/hosts.site && echo '::1 site-upstream' >> /etc/hosts").rc == 0
+    try:
+        # The stages that use the mirror's sources, then the report (the others do not touch them).
+        out, recap = _run_site("--tags", "mirror,webui,service,report")
+    finally:
+        mirror.run("cat /tmp/hosts.site > /etc/hosts")
+    assert _count(recap["site-mirror"], "rescued") == 1 and _count(recap["site-mirror"], "failed") == 0, out[-4000:]
+    for name in INSTANCES:
+        assert _count(recap[name], "failed") == 0 and _count(recap[name], "rescued") == 0, f"{name}: {recap[name]}"
+        gpu = testinfra.get_host(f"docker://{name}")
+        pid = gpu.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
+        index = gpu.run(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep '^INDEX_URL='").stdout.strip()
+        assert index == "INDEX_URL=http://site-upstream:8080/simple/", (name, index)
+        assert http(gpu, "http://127.0.0.1:7860/internal/ping")[0] == 200
+    report = (pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports" / "fleet-report.md").read_text()
+    assert "| site-mirror | failed |" in report, report
+    assert re.search(r"The fleet mirror site-mirror failed in the mirror stage \(One or more items failed: [^)]*"
+                     r"site-upstream", report), report
+    assert "the GPU hosts site-dual, site-mid, site-small used their other sources" in report, report
