@@ -88,20 +88,22 @@ def test_unreadable_torch_pins_fail_with_the_variable_to_set():
 # -- the pip argv ----------------------------------------------------------------------------------------------
 def test_simple_download_takes_source_packages_and_the_archives_deps():
     """The simple/ download allows source distributions (no --only-binary: jsonmerge and antlr4-python3-runtime
-    exist only as sdists); the mirrored archives are requirements (pip reads their dependencies), the build
-    requirements and the xformers pin are downloaded without dependencies."""
+    exist only as sdists); the mirrored archives are resolved in a run of their own (open_clip's archive is
+    open-clip-torch 2.7.0 while requirements_versions.txt pins 2.20.0: together they are a resolution conflict, as
+    seen on the real v1.10.1), the build requirements and the xformers pin are downloaded without dependencies."""
     archive = "/srv/m/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip"
     p = plan("jsonmerge==1.8.0\n", "XFORMERS_PACKAGE', 'xformers==0.0.23.post1')",
              build_requirements=["setuptools==69.5.1", "wheel"], archives=[archive],
              index_url="http://up:8080/simple/", trusted_hosts=["up"], torch_packages=["torch==2.1.2"],
              torch_index_urls={"cu121": "http://up:8080/torch/cu121/", "cpu": "http://up:8080/torch/cpu/"})
-    full, no_deps = p["simple"]
+    full, archives, no_deps = p["simple"]
     for argv in p["simple"]:
         assert not any(a.startswith("--only-binary") for a in argv), argv
         assert "--index-url=http://up:8080/simple/" in argv and "--trusted-host=up" in argv
         assert argv[argv.index("--dest") + 1] == "/srv/m/.download/simple"
     assert full[full.index("-r") + 1] == "/srv/m/.download/simple-requirements.txt"
-    assert p["requirements"] == ["jsonmerge==1.8.0", archive]
+    assert p["requirements"] == ["jsonmerge==1.8.0"]
+    assert archives[-1] == archive and "-r" not in archives and "--no-deps" not in archives
     assert "--no-deps" in no_deps and no_deps[-3:] == ["setuptools==69.5.1", "wheel", "xformers==0.0.23.post1"]
     assert p["skip"] == ["d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip"]
     for variant in ("cu121", "cpu"):

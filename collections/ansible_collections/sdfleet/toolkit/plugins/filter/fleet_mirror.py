@@ -70,8 +70,8 @@ def fleet_mirror_pip_plan(requirements: str, launch_utils: str, *, root: str,
 
     ``simple/`` must hold everything a host installs, at the pins it installs, source-only packages included:
     the version's ``requirements_versions.txt`` (its unpinned ``torch`` line held to the torch pins), the URL
-    archives' own dependencies (the archives themselves, already mirrored, are requirements: pip reads their
-    metadata), ``extra_requirements``, and, without dependencies, the build requirements (what the hosts' isolated
+    archives' own dependencies (the archives themselves, already mirrored, are resolved in a pip run of their own,
+    as the launcher installs them before the requirements), ``extra_requirements``, and, without dependencies, the build requirements (what the hosts' isolated
     builds of source packages need) and the xformers pin. The torch pins are ``torch_packages`` when set, else the
     version's TORCH_COMMAND default; they also constrain the isolated builds (``PIP_CONSTRAINT``).
 
@@ -90,12 +90,16 @@ def fleet_mirror_pip_plan(requirements: str, launch_utils: str, *, root: str,
     xformers = xformers_package or pins["xformers"]
     builds = list(build_requirements or [])
     download = root.rstrip("/") + "/.download"
-    reqs = (requirement_lines(requirements) + list(extra_requirements or []) + list(archives or []))
+    reqs = requirement_lines(requirements) + list(extra_requirements or [])
     constraints = torch + builds
     common = _pip_common(index_url, trusted_hosts or [])
     simple = []
     if reqs:
         simple.append(common + ["--dest", f"{download}/simple", "-r", f"{download}/simple-requirements.txt"])
+    # The archives are resolved on their own, as the launcher installs them before the requirements (open_clip's
+    # archive is open-clip-torch 2.7.0, which requirements_versions.txt then replaces with 2.20.0).
+    if archives:
+        simple.append(common + ["--dest", f"{download}/simple"] + list(archives))
     no_deps = builds + ([xformers] if xformers else [])
     if no_deps:
         simple.append(common + ["--no-deps", "--dest", f"{download}/simple"] + no_deps)
