@@ -2,7 +2,8 @@
 
 What a user checks after a converge: it answers, the login lets the right password in and no other, the API
 wants its own login, the first start installs nothing and asks no network for anything, the service runs as its
-own user inside a hardened unit that can write only where the real webui writes.
+own user inside a hardened unit that can write only where the real webui writes. The v1.10.1 host converges from
+the fleet mirror alone (its own upstream URLs are dead), so the mirror holds everything a real install takes.
 """
 from __future__ import annotations
 
@@ -109,9 +110,19 @@ def test_a_start_installs_nothing_and_asks_no_network(host):
     assert json.loads(up.check_output("curl -s http://127.0.0.1:8080/_stats")) == {}
 
 
-def test_install_took_clip_from_the_fallback_source(host):
+# host -> where everything came from: v1101's upstream URLs are all dead, so only the fleet mirror can have
+# served it; dev does not use the mirror.
+SOURCE = {"real-webui-v1101": "http://real-webui-mirror:8080", "real-webui-dev": "http://real-webui-upstream:8080"}
+
+
+def test_everything_came_from_the_hosts_only_working_source(host):
+    base = SOURCE[name(host)]
     env = host.file("/etc/sd-webui/sd-webui.env").content_string
-    assert f'CLIP_PACKAGE="http://real-webui-upstream:8080{PINS["archives"]["CLIP"]["path"]}"' in env
+    assert f'CLIP_PACKAGE="{base}{PINS["archives"]["CLIP"]["path"]}"' in env
+    assert f'OPENCLIP_PACKAGE="{base}{PINS["archives"]["open_clip"]["path"]}"' in env
+    assert f'INDEX_URL="{base}/simple/"' in env
+    origin = host.check_output(f"git -C {CHECKOUT} config --get remote.origin.url")
+    assert origin.startswith(base + "/"), origin
     install = host.file("/var/log/sd-webui/install.log").content_string
     assert "Installing clip" in install and "Installing open_clip" in install
     assert "github.com" not in install
