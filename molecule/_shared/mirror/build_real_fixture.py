@@ -177,8 +177,11 @@ def build_index(out: Path) -> dict[str, object]:
     for version in rw.VERSIONS:
         for name, ver, digest in rw.locked(version):
             by_digest.setdefault(digest, (name, ver))
+    versions = {ver for _, ver in by_digest.values()}
     for filename, path in sorted(files.items()):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if _candidate(filename, by_digest) else ""
+        # Only a file whose name carries a locked version may be locked: the rest are not hashed.
+        candidate = any(f"-{ver}" in filename for ver in versions)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if candidate else ""
         if digest in by_digest:
             wanted[filename] = {"project": bf.normalize(by_digest[digest][0]), "version": by_digest[digest][1],
                                 "sha256": digest}
@@ -206,12 +209,6 @@ def build_index(out: Path) -> dict[str, object]:
         sets[version] = sorted(n for n, info in wanted.items() if info["sha256"] in digests)
     size = sum((packages / n).stat().st_size for n in wanted)
     return {"index": "/simple/", "files": len(wanted), "bytes": size, "sets": sets}
-
-
-def _candidate(filename: str, by_digest: dict[str, tuple[str, str]]) -> bool:
-    """Whether a cached file may be locked (its name carries a locked project's version): skips hashing the rest."""
-    versions = {ver for _, ver in by_digest.values()}
-    return any(f"-{ver}" in filename for ver in versions)
 
 
 def build(out: Path, upstream: Path) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tarfile
@@ -34,6 +33,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[2]
+sys.path.insert(0, str(REPO_ROOT / "collections"))
+
+# The product's own readers of launch_utils.py's pins and of requirements files (what the fleet mirror uses).
+from ansible_collections.sdfleet.toolkit.plugins.filter.fleet_mirror import (  # noqa: E402
+    fleet_mirror_launcher_pins, requirement_lines)
+
 LOCK_DIR = HERE / "real-locks"
 UPSTREAM = Path(os.environ.get("SDFLEET_UPSTREAM", REPO_ROOT.parent / "shared" / "upstream"))
 CACHE = Path(os.environ.get("SDFLEET_CACHE", Path.home() / ".cache" / "sdfleet"))
@@ -41,9 +46,6 @@ PYPI = "https://pypi.org/simple"
 VERSIONS = ("v1.10.1", "dev")
 EXTENSIONS = ("sd-dynamic-prompts-v2.9.1.tar.gz",)
 BUILD_PINS = ("setuptools==69.5.1", "wheel")  # CLIP's setup.py imports pkg_resources (gone in setuptools 81)
-TORCH_RE = re.compile(r"'TORCH_COMMAND', f\"pip install (?P<pins>[^\"]*?) --extra-index-url")
-XFORMERS_RE = re.compile(r"'XFORMERS_PACKAGE', '(?P<pin>[^']+)'")
-ARCHIVE_RE = re.compile(r"'(?P<env>CLIP_PACKAGE|OPENCLIP_PACKAGE)', \"(?P<url>[^\"]+)\"")
 
 
 def wheels_dir() -> Path:
@@ -78,27 +80,19 @@ def zip_member(zip_path: Path, suffix: str) -> str:
     raise SystemExit(f"{zip_path}: no member ending in {suffix}")
 
 
-def requirement_lines(text: str) -> list[str]:
-    """Requirement lines of a requirements file, comments and blanks dropped."""
-    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("-")]
-
-
 def version_inputs(version: str) -> tuple[list[str], str]:
     """(the requirements a real install of `version` resolves together, its xformers pin)."""
     tar_path = UPSTREAM / f"stable-diffusion-webui-{version}.tar.gz"
-    launch_utils = member(tar_path, "modules/launch_utils.py")
-    torch = TORCH_RE.search(launch_utils)
-    xformers = XFORMERS_RE.search(launch_utils)
-    if not torch or not xformers:
+    pins = fleet_mirror_launcher_pins(member(tar_path, "modules/launch_utils.py"))
+    if not pins["torch"] or not pins["xformers"]:
         raise SystemExit(f"{tar_path}: cannot read the TORCH_COMMAND / XFORMERS_PACKAGE defaults")
-    reqs = torch.group("pins").split() + requirement_lines(member(tar_path, "requirements_versions.txt"))
+    reqs = pins["torch"] + requirement_lines(member(tar_path, "requirements_versions.txt"))
     reqs += list(BUILD_PINS)
     for archive in sorted(UPSTREAM.glob("CLIP-*.zip")) + sorted(UPSTREAM.glob("open_clip-*.zip")):
         reqs += requirement_lines(zip_member(archive, "/requirements.txt"))
     for extension in EXTENSIONS:
         reqs += requirement_lines(member(UPSTREAM / extension, "requirements.txt"))
-    return reqs, xformers.group("pin")
+    return reqs, pins["xformers"]
 
 
 def resolve(requirements: list[str], no_deps: bool = False) -> list[tuple[str, str, str]]:
