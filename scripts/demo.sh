@@ -67,24 +67,28 @@ up() {
   log "ansible-playbook -i inventories/demo site.yml"
   "$PLAYBOOK" -i inventories/demo site.yml "${limit[@]}" "$@"
 
-  log "where the webuis answer (login: demo / demo-password-1)"
-  local rc=0
+  log "where the webuis answer, through each box's front door (login: demo / demo-password-1)"
+  local rc=0 certs="$ROOT/build/demo-certs"
+  mkdir -p "$certs"
   for name in sdfleet-demo-small sdfleet-demo-mid sdfleet-demo-dual sdfleet-demo-real; do
     [ -n "${PORTS[$name]+set}" ] || continue
+    # Each box's self-signed certificate (it names 127.0.0.1, where docker publishes the port): curl checks it.
+    docker exec "$name" cat /etc/nginx/sd-webui/front-door.crt >"$certs/$name.crt" 2>/dev/null || true
     for p in ${PORTS[$name]}; do
-      local url="http://127.0.0.1:${p%%:*}/"
+      local url="https://127.0.0.1:${p%%:*}/"
       local code
-      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "${url}internal/ping" || true)
+      code=$(curl -s --cacert "$certs/$name.crt" -o /dev/null -w '%{http_code}' --max-time 10 "${url}internal/ping" || true)
       if [ "$code" = 200 ]; then
         local what="simulated GPU box, stand-in webui"
         [ "$name" = sdfleet-demo-real ] && what="REAL webui v1.10.1 on the CPU"
         printf '  %-22s %s  answers (%s; %s)\n' "$name" "$url" \
-          "$(curl -s -o /dev/null -w 'GET / -> HTTP %{http_code}' "$url")" "$what"
+          "$(curl -s --cacert "$certs/$name.crt" -o /dev/null -w 'GET / -> HTTP %{http_code}' "$url")" "$what"
       else
         printf '  %-22s %s  NOT ANSWERING (HTTP %s)\n' "$name" "$url" "$code"; rc=1
       fi
     done
   done
+  echo "  certificates (self-signed; their fingerprints are in the report): $certs/"
   echo "  fleet report: $ROOT/reports/fleet-report.html (and fleet-report.md)"
   echo "  remove it all: make demo-down"
   return $rc

@@ -75,6 +75,19 @@ def test_html_links_are_the_instance_urls(report_dir: pathlib.Path) -> None:
     assert all(href == text for href, text in links)
 
 
+def test_front_door_certificate_fingerprint_is_listed(report_dir: pathlib.Path) -> None:
+    """A host behind the front door shows its certificate's SHA-256 fingerprint (users pin self-signed ones);
+    a host without one shows no front-door row."""
+    fingerprint = HOST_VARS["gpu-dual"]["sdfleet_front_door"]["fingerprint_sha256"]
+    html = (report_dir / "fleet-report.html").read_text(encoding="utf-8")
+    dual = html.split('id="host-gpu-dual"')[1].split("</section>")[0]
+    assert f'<code class="fingerprint">{fingerprint}</code>' in dual and "self-signed certificate" in dual
+    small = html.split('id="host-gpu-small"')[1].split("</section>")[0]
+    assert "front-door" not in small
+    md = (report_dir / "fleet-report.md").read_text(encoding="utf-8")
+    assert f"- front door: nginx, TLS, self-signed certificate, SHA-256 fingerprint `{fingerprint}`" in md
+
+
 def test_html_has_no_missing_values(report_dir: pathlib.Path) -> None:
     page = (report_dir / "fleet-report.html").read_text(encoding="utf-8")
     cells = _parse(report_dir).cells

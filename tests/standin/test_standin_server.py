@@ -143,6 +143,10 @@ def test_exposed_server_with_gradio_and_api_auth(start_server, webui: Path, tmp_
     cookie = next(c for c in cookies if c.startswith("access-token="))
     assert request(server.url("/config"), headers={"Cookie": cookie})[0] == 200
     assert request(server.url("/config"), headers={"Cookie": "access-token=forged"})[0] == 401
+    # gradio's session check, which the front door's auth_request asks: 200 null for a live session only
+    assert request(server.url("/login_check"))[:3:2] == (401, b'{"detail": "Not authenticated"}')
+    assert request(server.url("/login_check"), headers={"Cookie": "access-token=forged"})[0] == 401
+    assert request(server.url("/login_check"), headers={"Cookie": cookie})[:3:2] == (200, b"null")
     status, _headers, body = request(server.url("/"), headers={"Cookie": cookie})
     assert status == 200 and b"Login" not in body
 
@@ -166,6 +170,7 @@ def test_api_routes_are_404_without_api_flag(start_server, path: str) -> None:
     server = start_server()
     assert request(server.url(path))[0] == 404
     assert request(server.url("/config"))[0] == 200
+    assert request(server.url("/login_check"))[:3:2] == (200, b"null")  # no UI login configured
 
 
 def test_cmd_flags_leaks_gradio_auth_like_the_real_one(start_server) -> None:

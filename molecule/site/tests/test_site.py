@@ -26,13 +26,18 @@ PINS = json.loads((pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."
 MIRROR = "http://site-mirror:8080"
 UI = "demo:demo-password-1"
 API = "robot:site-api-password-1"
-# host -> [(instance, port, tier flag, flags that must not be there)]
+# host -> [(instance, the port it binds, tier flag, flags that must not be there)]; mid and dual are exposed, so
+# behind the front door (nginx, https on 7860+N), their instances on 127.0.0.1:27860+N.
 INSTANCES = {
     "site-small": [(0, 7860, "--lowvram", ["--medvram", "--listen"])],
-    "site-mid": [(0, 7860, "--medvram", ["--lowvram", "--medvram-sdxl"])],
-    "site-dual": [(0, 7860, None, ["--lowvram", "--medvram", "--medvram-sdxl"]),
-                  (1, 7861, None, ["--lowvram", "--medvram", "--medvram-sdxl"])],
+    "site-mid": [(0, 27860, "--medvram", ["--lowvram", "--medvram-sdxl", "--listen"])],
+    "site-dual": [(0, 27860, None, ["--lowvram", "--medvram", "--medvram-sdxl", "--listen"]),
+                  (1, 27861, None, ["--lowvram", "--medvram", "--medvram-sdxl", "--listen"])],
 }
+CERT = "/etc/nginx/sd-webui/front-door.crt"
+# Where a user asks each host for /internal/ping.
+PING = {"site-small": "http://127.0.0.1:7860/internal/ping", "site-mid": "https://127.0.0.1:7860/internal/ping",
+        "site-dual": "https://127.0.0.1:7860/internal/ping"}
 
 
 def name(host) -> str:
@@ -51,13 +56,15 @@ def only(*hosts: str):
 
 
 def http(host, url: str, auth: str | None = None) -> tuple[int, str]:
-    """Status and body of a GET made on the host (0 when it cannot connect)."""
+    """Status and body of a GET made on the host (0 when it cannot connect); https verified against the front
+    door's self-signed certificate."""
     script = (
-        "import base64,urllib.request,urllib.error\n"
+        "import base64,ssl,urllib.request,urllib.error\n"
         f"req=urllib.request.Request({url!r})\n"
         f"a={auth!r}\n"
+        f"ctx=ssl.create_default_context(cafile={CERT!r}) if {url!r}.startswith('https') else None\n"
         "if a: req.add_header('Authorization','Basic '+base64.b64encode(a.encode()).decode())\n"
-        "try:\n r=urllib.request.urlopen(req, timeout=10); print(r.status); print(r.read().decode()[:4000])\n"
+        "try:\n r=urllib.request.urlopen(req, timeout=10, context=ctx); print(r.status); print(r.read().decode()[:4000])\n"
         "except urllib.error.HTTPError as e: print(e.code); print(e.read().decode()[:2000])\n"
         "except Exception as e: print(0); print(e)\n")
     out = host.run(f"python3 -c {shlex.quote(script)}")
@@ -106,8 +113,10 @@ def test_small_gets_upcast_sampling_for_its_gtx(host):
 def login_then_config(host, base: str, password: str) -> tuple[int, int]:
     """POST the gradio login form, then GET /config with the session cookie: (login status, config status)."""
     script = (
-        "import http.cookiejar,urllib.parse,urllib.request,urllib.error\n"
-        "o=urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))\n"
+        "import http.cookiejar,ssl,urllib.parse,urllib.request,urllib.error\n"
+        f"ctx=ssl.create_default_context(cafile={CERT!r})\n"
+        "o=urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),\n"
+        "                              urllib.request.HTTPSHandler(context=ctx))\n"
         "def st(*a):\n"
         " try: return o.open(*a, timeout=10).status\n"
         " except urllib.error.HTTPError as e: return e.code\n"
@@ -118,19 +127,34 @@ def login_then_config(host, base: str, password: str) -> tuple[int, int]:
 
 
 @only("site-mid", "site-dual")
-def test_exposed_hosts_enforce_the_ui_login(host):
+def test_exposed_hosts_enforce_the_ui_login_at_the_front_door(host):
     assert host.socket("tcp://0.0.0.0:7860").is_listening
+    assert "nginx" in host.run("ss -Hltnp 'sport = :7860'").stdout
+    assert not host.socket("tcp://0.0.0.0:27860").is_listening
     ip = host.interface("eth0").addresses[0]
-    assert http(host, f"http://{ip}:7860/config")[0] == 401
-    assert login_then_config(host, f"http://{ip}:7860", "wrong-password") == (400, 401)
-    assert login_then_config(host, f"http://{ip}:7860", UI.split(":", 1)[1]) == (200, 200)
+    assert http(host, f"https://{ip}:7860/config")[0] == 401
+    assert http(host, f"https://{ip}:7860/internal/sysinfo")[0] == 404
+    assert login_then_config(host, f"https://{ip}:7860", "wrong-password") == (400, 401)
+    assert login_then_config(host, f"https://{ip}:7860", UI.split(":", 1)[1]) == (200, 200)
+
+
+def test_the_allow_list_keeps_other_hosts_out():
+    """site-mid lets only 192.0.2.0/24 in: site-dual, on the same network, gets nginx's 403; site-dual itself,
+    without an allow-list, lets site-mid in."""
+    mid, dual = testinfra.get_host("docker://site-mid"), testinfra.get_host("docker://site-dual")
+    mid_ip, dual_ip = mid.interface("eth0").addresses[0], dual.interface("eth0").addresses[0]
+    def probe(ip: str) -> str:
+        return f"curl -sk -o /dev/null -w '%{{http_code}}' https://{ip}:7860/internal/ping"
+    assert dual.check_output(probe(mid_ip)) == "403"
+    assert mid.check_output(probe(mid_ip)) == "200"
+    assert mid.check_output(probe(dual_ip)) == "200"
 
 
 @only("site-dual")
-def test_dual_api_needs_its_own_login(host):
+def test_dual_api_needs_its_own_login_at_the_front_door(host):
     for port in (7860, 7861):
-        assert http(host, f"http://127.0.0.1:{port}/sdapi/v1/sd-models")[0] == 401
-        status, body = http(host, f"http://127.0.0.1:{port}/sdapi/v1/sd-models", auth=API)
+        assert http(host, f"https://127.0.0.1:{port}/sdapi/v1/sd-models")[0] == 401
+        status, body = http(host, f"https://127.0.0.1:{port}/sdapi/v1/sd-models", auth=API)
         assert status == 200 and "tiny-v1" in body
 
 
@@ -315,7 +339,7 @@ def test_a_failed_mirror_does_not_stop_the_fleet():
         pid = gpu.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
         index = gpu.run(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep '^INDEX_URL='").stdout.strip()
         assert index == "INDEX_URL=http://site-upstream:8080/simple/", (name, index)
-        assert http(gpu, "http://127.0.0.1:7860/internal/ping")[0] == 200
+        assert http(gpu, PING[name])[0] == 200
     report = (pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports" / "fleet-report.md").read_text()
     assert "| site-mirror | failed |" in report, report
     assert re.search(r"The fleet mirror site-mirror failed in the mirror stage \(One or more items failed: [^)]*"

@@ -61,14 +61,19 @@ def environ(host, pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
+FRONT_DOOR_CERT = "/etc/nginx/sd-webui/front-door.crt"
+
+
 def http(host, url: str, auth: str | None = None, data: str | None = None) -> tuple[int, str]:
-    """Status and body of a request made on the host (urllib; 0 when it cannot connect)."""
+    """Status and body of a request made on the host (urllib; 0 when it cannot connect). https is verified
+    against the front door's self-signed certificate."""
     script = (
-        "import base64,sys,urllib.request,urllib.error\n"
+        "import base64,ssl,sys,urllib.request,urllib.error\n"
         f"req=urllib.request.Request({url!r}, data={data.encode() if data else None!r})\n"
         f"a={auth!r}\n"
+        f"ctx=ssl.create_default_context(cafile={FRONT_DOOR_CERT!r}) if {url!r}.startswith('https') else None\n"
         "if a: req.add_header('Authorization','Basic '+base64.b64encode(a.encode()).decode())\n"
-        "try:\n r=urllib.request.urlopen(req, timeout=5); print(r.status); print(r.read().decode()[:2000])\n"
+        "try:\n r=urllib.request.urlopen(req, timeout=5, context=ctx); print(r.status); print(r.read().decode()[:2000])\n"
         "except urllib.error.HTTPError as e: print(e.code); print(e.read().decode()[:2000])\n"
         "except Exception as e: print(0); print(e)\n")
     out = host.run(f"python3 -c {shlex.quote(script)}")
@@ -219,7 +224,7 @@ def test_instances_not_restarted_by_the_rerun(host):
 @only("webui_service-single", "webui_service-multi")
 def test_crashed_instance_is_restarted(host):
     before = main_pid(host, 0)
-    port = 80 if name(host) == "webui_service-single" else 7860
+    port = 80 if name(host) == "webui_service-single" else 27860  # multi: the instance behind the front door
     assert host.run(f"kill -9 {before}").rc == 0
     after = before
     for _ in range(40):
@@ -231,19 +236,25 @@ def test_crashed_instance_is_restarted(host):
     assert wait_ping(host, port) == 200, journal(host, "sd-webui@0")
 
 
-# -- multi: two GPUs, exposed with UI and API logins -----------------------------------------------------------
+# -- multi: two GPUs, exposed with UI and API logins: behind the front door (nginx) ---------------------------
 @only("webui_service-multi")
 @pytest.mark.parametrize("index,port,tier_flag,other", [(0, 7860, "--medvram", "--lowvram"), (1, 7861, None, "--medvram")])
 def test_multi_instance_gpu_port_and_tier(host, index, port, tier_flag, other):
     assert host.service(f"sd-webui@{index}").is_running, journal(host, f"sd-webui@{index}")
+    # the instance on loopback only, nginx on the public port
+    assert host.socket(f"tcp://127.0.0.1:{27860 + index}").is_listening
+    assert not host.socket(f"tcp://0.0.0.0:{27860 + index}").is_listening
     assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    assert "nginx" in host.run(f"ss -Hltnp 'sport = :{port}'").stdout
     pid = main_pid(host, index)
     argv = cmdline(host, pid)
-    assert argv[argv.index("--port") + 1] == str(port)
+    assert argv[argv.index("--port") + 1] == str(27860 + index)
+    assert argv[argv.index("--server-name") + 1] == "127.0.0.1"
     assert argv[argv.index("--data-dir") + 1] == f"/var/lib/sd-webui/instance-{index}"
     assert argv[argv.index("--models-dir") + 1] == "/opt/sd-webui/models"
     assert argv[argv.index("--embeddings-dir") + 1] == "/opt/sd-webui/embeddings"
-    assert "--listen" in argv and "--api" in argv and "--freeze-settings" in argv
+    assert "--listen" not in argv and "--api" in argv and "--freeze-settings" in argv
+    assert "--api-auth" not in argv
     assert argv[argv.index("--theme") + 1] == "dark"
     assert argv[argv.index("--gradio-auth-path") + 1] == "/etc/sd-webui/gradio-auth"
     if tier_flag:
@@ -257,45 +268,63 @@ def test_multi_instance_gpu_port_and_tier(host, index, port, tier_flag, other):
 
 @only("webui_service-multi")
 @pytest.mark.parametrize("index", [0, 1])
-def test_multi_standin_parsed_line_in_private_log(host, index):
-    text = host.file(f"/var/log/sd-webui/instance-{index}.log").content_string
+def test_multi_standin_parsed_line_in_the_journal(host, index):
+    text = journal(host, f"sd-webui@{index}")
     parsed = json.loads(re.findall(r"sdfleet-standin: parsed (\{.*\})", text)[-1])
-    assert parsed["host"] == "0.0.0.0" and parsed["port"] == 7860 + index
+    assert parsed["host"] == "127.0.0.1" and parsed["port"] == 27860 + index
     assert parsed["medvram"] is (index == 0) and parsed["lowvram"] is False
-    assert parsed["gradio_auth_enabled"] and parsed["api_auth_enabled"] and parsed["api"]
+    # the UI login is the webui's own; the API logins are the front door's, never the webui's
+    assert parsed["gradio_auth_enabled"] and not parsed["api_auth_enabled"] and parsed["api"]
     assert parsed["theme"] == "dark" and parsed["freeze_settings"] is True
     assert parsed["models_dir"] == "/opt/sd-webui/models" and parsed["embeddings_dir"] == "/opt/sd-webui/embeddings"
 
 
 @only("webui_service-multi")
-def test_multi_ui_login_required(host):
-    assert http(host, "http://127.0.0.1:7860/config")[0] == 401
+def test_multi_ui_login_required_through_the_front_door(host):
+    assert http(host, "https://127.0.0.1:7860/config")[0] == 401
     ip = host.run("hostname -I").stdout.split()[0]
-    assert http(host, f"http://{ip}:7861/config")[0] == 401
-    assert http(host, f"http://{ip}:7861/internal/ping")[0] == 200
+    # the certificate names the host's address too
+    assert http(host, f"https://{ip}:7861/config")[0] == 401
+    assert http(host, f"https://{ip}:7861/internal/ping")[0] == 200
+    # gradio's own session check, which nginx asks: 401 without a session
+    assert http(host, "https://127.0.0.1:7860/login_check")[0] == 401
 
 
 @only("webui_service-multi")
-def test_multi_api_needs_its_credentials(host):
-    assert http(host, "http://127.0.0.1:7860/sdapi/v1/sd-models")[0] == 401
-    assert http(host, "http://127.0.0.1:7860/sdapi/v1/sd-models", auth="robot:wrong-password")[0] == 401
-    assert http(host, "http://127.0.0.1:7860/sdapi/v1/sd-models", auth=f"robot:{API_PASSWORD}")[0] == 200
-    assert http(host, "http://127.0.0.1:7861/sdapi/v1/sd-models", auth=f"robot:{API_PASSWORD}")[0] == 200
+def test_multi_api_needs_its_credentials_at_the_front_door(host):
+    assert http(host, "https://127.0.0.1:7860/sdapi/v1/sd-models")[0] == 401
+    assert http(host, "https://127.0.0.1:7860/sdapi/v1/sd-models", auth="robot:wrong-password")[0] == 401
+    assert http(host, "https://127.0.0.1:7860/sdapi/v1/sd-models", auth=f"robot:{API_PASSWORD}")[0] == 200
+    assert http(host, "https://127.0.0.1:7861/sdapi/v1/sd-models", auth=f"robot:{API_PASSWORD}")[0] == 200
+    # cmd-flags and sysinfo are refused by nginx, whatever the login
+    assert http(host, "https://127.0.0.1:7860/sdapi/v1/cmd-flags", auth=f"robot:{API_PASSWORD}")[0] == 404
+    assert http(host, "https://127.0.0.1:7860/internal/sysinfo")[0] == 404
 
 
 @only("webui_service-multi")
-@pytest.mark.parametrize("path", ["/etc/sd-webui/gradio-auth", "/etc/sd-webui/api-auth.env"])
-def test_multi_secret_files_private(host, path):
-    f = host.file(path)
+def test_multi_plain_http_is_redirected_to_https(host):
+    out = host.run("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://127.0.0.1:7861/internal/ping")
+    assert out.stdout == "301 https://127.0.0.1:7861/internal/ping", out.stdout
+
+
+@only("webui_service-multi")
+def test_multi_secret_files_private(host):
+    f = host.file("/etc/sd-webui/gradio-auth")
     assert f.user == "sdwebui" and f.mode == 0o600
     assert host.file("/etc/sd-webui").mode == 0o750
+    logins = host.file("/etc/nginx/sd-webui/api-logins")
+    assert (logins.user, logins.group, logins.mode) == ("root", "www-data", 0o640)
+    key = host.file("/etc/nginx/sd-webui/front-door.key")
+    assert (key.user, key.mode) == ("root", 0o600)
 
 
 @only("webui_service-multi")
 def test_multi_secret_file_contents(host):
     assert host.file("/etc/sd-webui/gradio-auth").content_string == f"alice:{UI_PASSWORD}\n"
-    env = host.file("/etc/sd-webui/api-auth.env").content_string
-    assert f'COMMANDLINE_ARGS="--api-auth robot:{API_PASSWORD}"' in env
+    assert not host.file("/etc/sd-webui/api-auth.env").exists
+    logins = host.file("/etc/nginx/sd-webui/api-logins").content_string
+    assert re.fullmatch(r"robot:\$6\$[0-9a-f]{16}\$[./0-9A-Za-z]{86}\n", logins), logins
+    assert API_PASSWORD not in logins
 
 
 @only("webui_service-multi")
@@ -313,11 +342,12 @@ def test_multi_secrets_absent_from_ps_units_journal_and_world_readable_files(hos
     for where, text in places.items():
         for secret in SECRETS:
             assert secret not in text, f"{secret[:3]}... found in {where}"
-    # the journal does not even carry the launcher's argv: it goes to the private log file
-    assert "Launching Web UI" not in host.run("journalctl --no-pager -u sd-webui@0").stdout
-    log = host.file("/var/log/sd-webui/instance-0.log")
-    assert log.user == "sdwebui" and log.mode == 0o600
-    assert "Launching Web UI" in log.content_string
+    # nothing secret in the launcher's argv any more: it stays in the journal
+    assert "Launching Web UI" in host.run("journalctl --no-pager -u sd-webui@0").stdout
+    # nor in the environment of the process (what /internal/sysinfo returns)
+    for i in (0, 1):
+        env = environ(host, main_pid(host, i))
+        assert not any(secret in value for value in env.values() for secret in SECRETS)
 
 
 @only("webui_service-multi")
@@ -392,10 +422,10 @@ def test_health_gate_fails_the_host_with_the_output_then_recovers(host):
     out = bad.stdout + bad.stderr
     assert bad.returncode != 0, out[-3000:]
     assert "did not answer /internal/ping and /sdapi/v1/sd-models within 15s" in out, out[-3000:]
-    assert "Fatal Python error" in out, out[-3000:]  # the instances' own output, from their log files
+    assert "Fatal Python error" in out, out[-3000:]  # the instances' own output, from their journal
     assert not any(secret in out for secret in SECRETS)
 
     good = _converge("--limit", "webui_service-multi")
     assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]
     for port in (7860, 7861):
-        assert http(host, f"http://127.0.0.1:{port}/internal/ping")[0] == 200
+        assert http(host, f"https://127.0.0.1:{port}/internal/ping")[0] == 200

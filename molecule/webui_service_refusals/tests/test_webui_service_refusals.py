@@ -1,4 +1,4 @@
-"""After every refusal case the host is untouched: nothing of webui_service exists."""
+"""After every refusal case the host is untouched: nothing of webui_service or of the front door exists."""
 import pytest
 
 
@@ -10,6 +10,8 @@ import pytest
     "/var/log/sd-webui",
     "/usr/local/bin/sd-webui-ctl",
     "/opt/sd-webui",
+    "/etc/nginx",
+    "/etc/systemd/system/nginx.service.d",
 ])
 def test_refused_host_path_absent(host, path):
     assert not host.file(path).exists, f"{path} was created although every case was refused"
@@ -25,3 +27,7 @@ def test_refused_host_nothing_listens(host):
     out = host.run("ss -Hltn")
     assert ":7860" not in out.stdout
 
+
+
+def test_refused_host_has_no_nginx(host):
+    assert not host.package("nginx").is_installed

@@ -279,6 +279,12 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send_json(200, {"version": "3.41.2", "mode": "blocks", "auth_required": bool(app.gradio_auth),
                                      "components": [], "title": "Stable Diffusion"})
+        elif app.webui and path in ("/login_check", "/login_check/") and self.command in ("GET", "HEAD"):
+            # gradio 3.41: null when no login is configured or the cookie is a live session, else 401.
+            if app.gradio_auth and self.gradio_user() is None:
+                self.send_json(401, {"detail": "Not authenticated"})
+            else:
+                self.send_json(200, None)
         elif app.webui and path == "/login" and self.command == "POST":
             self.login()
         elif app.webui and path in ("/internal/sysinfo", "/internal/sysinfo-download") and self.command in ("GET",

@@ -92,6 +92,14 @@ def test_share_counts_as_exposed_for_api_rule():
     _one(problems, "sdfleet_api_auth_users")
 
 
+def test_share_with_api_logins_is_refused_saying_it_bypasses_the_front_door():
+    problems = exposure_problems({"share": True, "auth_users": UI_USERS, "api": True, "api_auth_users": API_USERS})
+    problem = _one(problems, "sdfleet_share = true with sdfleet_api_auth_users set")
+    assert "around the front door" in problem and "Fix: set sdfleet_share: false" in problem
+    # UI logins only: today's rule (share with a login is allowed)
+    assert exposure_problems({"share": True, "auth_users": UI_USERS}) == []
+
+
 # --- API --------------------------------------------------------------------------------------------------
 
 def test_exposed_api_without_api_auth_is_refused_and_names_the_leak():

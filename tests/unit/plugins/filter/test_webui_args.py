@@ -210,7 +210,7 @@ def test_instances_single_and_cpu():
     facts = {"state": "ok", "tier": "medvram", "gpus": [GPU["medvram"], GPU["full"]]}
     assert len(mod.webui_instances(facts, 7860, single_instance=True)) == 1
     cpu = mod.webui_instances({"state": "cpu", "tier": "cpu", "gpus": []}, 7860)
-    assert cpu == [{"index": 0, "port": 7860, "data_dir": "/var/lib/sd-webui/instance-0",
+    assert cpu == [{"index": 0, "port": 7860, "public_port": 7860, "data_dir": "/var/lib/sd-webui/instance-0",
                     "cuda_visible_devices": "", "tier": "cpu", "gpu": {"index": 0, "tier": "cpu", "flags": []}}]
     assert mod.webui_instances(None, 7860)[0]["tier"] == "cpu"
     pinned = mod.webui_instances(facts, 7860, tier="cpu")
@@ -253,21 +253,17 @@ def test_auth_lines_refuses_bad_users(user):
         mod.webui_auth_lines([user])
 
 
-def test_api_auth_env_roundtrip_through_sh():
-    users = [{"username": "api", "password": "p$a`ss\\w\"o'rd x"}]
-    line = mod.webui_api_auth_env(users)
-    assert line.startswith("COMMANDLINE_ARGS=")
-    # sh (and systemd's EnvironmentFile, same quoting rules) recovers the value; python shlex-splits it
-    out = subprocess.run(["sh", "-c", line + 'printf %s "$COMMANDLINE_ARGS"'], capture_output=True, text=True,
-                         check=True).stdout
-    assert shlex.split(out) == ["--api-auth", "api:p$a`ss\\w\"o'rd x"]
-    assert mod.webui_api_auth_env([]) == ""
-
-
-@pytest.mark.parametrize("pw", ["with:colon", "with,comma"])
-def test_api_auth_env_refuses_separators(pw):
-    with pytest.raises(AnsibleFilterError, match="webui_service_api_auth_users"):
-        mod.webui_api_auth_env([{"username": "api", "password": pw}])
+def test_instances_behind_a_front_door_bind_the_backend_ports_and_publish_the_public_ones():
+    facts = {"tier": "full", "gpus": [GPU["full"] | {"index": 0}, GPU["full"] | {"index": 1}]}
+    plan = mod.webui_plan(facts, 27860, public_base_port=7860, listen_address="127.0.0.1", api=True)
+    assert [(p["port"], p["public_port"]) for p in plan] == [(27860, 7860), (27861, 7861)]
+    assert plan[1]["args"][plan[1]["args"].index("--port") + 1] == "27861"
+    # --server-name keeps the webui's "non-local" mode (extension installs from the UI stay disabled).
+    assert plan[0]["args"][plan[0]["args"].index("--server-name") + 1] == "127.0.0.1"
+    assert "--listen" not in plan[0]["args"] and "--api-auth" not in plan[0]["args"]
+    summary = mod.webui_summary(plan, "gpu1.example", "https")
+    assert [(s["port"], s["backend_port"], s["url"]) for s in summary] == [
+        (7860, 27860, "https://gpu1.example:7860/"), (7861, 27861, "https://gpu1.example:7861/")]
 
 
 def test_env_line():
@@ -278,7 +274,7 @@ def test_env_line():
 
 def test_filter_module_exports():
     assert set(mod.FilterModule().filters()) == {"webui_args", "webui_instances", "webui_plan", "webui_systemd_argv",
-                                                 "webui_auth_lines", "webui_api_auth_env", "webui_env_line",
+                                                 "webui_auth_lines", "webui_env_line",
                                                  "webui_redact", "webui_summary"}
 
 
@@ -292,7 +288,8 @@ def test_redact():
 def test_summary():
     plan = mod.webui_plan({"tier": "full", "gpus": [GPU["full"] | {"index": 0}]}, 7860)
     assert mod.webui_summary(plan, "gpu1.example") == [
-        {"index": 0, "port": 7860, "url": "http://gpu1.example:7860/", "tier": "full", "flags": plan[0]["args"]}]
+        {"index": 0, "port": 7860, "backend_port": 7860, "url": "http://gpu1.example:7860/", "tier": "full",
+         "flags": plan[0]["args"]}]
     assert mod.webui_summary(plan, "fd00::1")[0]["url"] == "http://[fd00::1]:7860/"
 
 

@@ -135,8 +135,6 @@ def test_rendered_args_are_real_flags(version, tier):
         assert unknown == [], (version, tier, args)
         if "--precision" in args:
             assert args[args.index("--precision") + 1] in data.FLAGS[version]["--precision"]["choices"]
-    api_env = mod.webui_api_auth_env([{"username": "api", "password": "longpassword"}])
-    assert "--api-auth" in api_env and "--api-auth" in data.FLAGS[version]
 
 
 @pytest.mark.parametrize("version", mod.WEBUI_VERSIONS)

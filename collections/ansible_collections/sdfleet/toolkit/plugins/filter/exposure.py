@@ -243,6 +243,12 @@ def exposure_problems(settings: Mapping[str, Any], min_password_length: int = DE
         problems.append(f"{name('share')} = true with empty {name('auth_users')}: a public gradio.live link "
                         "without a login lets anyone run code on this host and read its files (the RCE warning "
                         f"of the install guide). Fix: set {name('auth_users')}, or {name('share')}: false.")
+    if share and has_api_auth:
+        problems.append(f"{name('share')} = true with {name('api_auth_users')} set: gradio's public tunnel "
+                        "(gradio.live) reaches the webui directly, around the front door that enforces the API "
+                        "logins, so anyone with the link would get the API without them. Fix: set "
+                        f"{name('share')}: false and serve through the front door ({name('listen')}: true), or "
+                        f"empty {name('api_auth_users')}.")
     if api and exposed and not has_api_auth:
         problems.append(f"{name('api')} = true on an exposed server with empty {name('api_auth_users')}: the "
                         "REST API is not covered by the UI login, and /sdapi/v1/cmd-flags returns the UI "

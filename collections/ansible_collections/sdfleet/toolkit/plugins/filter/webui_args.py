@@ -8,8 +8,9 @@ Pure functions (testable without Ansible) plus ``FilterModule``:
 * ``webui_args``: the argv tail after ``launch.py`` for one instance.
 * ``webui_systemd_argv``: that argv quoted for a systemd ``ExecStart=`` line.
 * ``webui_auth_lines``: the ``--gradio-auth-path`` file content.
-* ``webui_api_auth_env``: the ``COMMANDLINE_ARGS`` line of the 0600
-  EnvironmentFile that carries ``--api-auth`` (never argv).
+
+API logins never reach the webui (``--api-auth`` is readable through ``/sdapi/v1/cmd-flags`` and
+``/internal/sysinfo``): the front door (role front_door) enforces them.
 
 Every flag is checked against the real parser of the webui version in use
 (``webui_version``; default ``DEFAULT_WEBUI_VERSION``): ``module_utils/webui_flags.py``,
@@ -110,7 +111,7 @@ MANAGED_FLAGS: dict[str, str] = {
     "--share": "webui_service_share",
     "--gradio-auth": "webui_service_auth_users (written to a 0600 --gradio-auth-path file)",
     "--gradio-auth-path": "webui_service_auth_users (written to a 0600 --gradio-auth-path file)",
-    "--api-auth": "webui_service_api_auth_users (passed through a 0600 EnvironmentFile)",
+    "--api-auth": "webui_service_api_auth_users (enforced by the front door, never given to the webui)",
     "--api": "webui_service_api",
     "--data-dir": "webui_service_data_root (instance N uses <data_root>/instance-N)",
     "--models-dir": "webui_service_models_dir",
@@ -312,8 +313,8 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
     """Return the argument list (after ``launch.py``) of one instance.
 
     ``gpu`` is one record of ``sdfleet_gpu.gpus`` (``tier`` and ``flags`` are read), or ``{}``/``None``
-    on a CPU host. Secrets never appear here: UI users go through the file at ``auth_path`` and API
-    users through ``webui_api_auth_env``. Every flag must be one of ``webui_version``'s parser
+    on a CPU host. Secrets never appear here: UI users go through the file at ``auth_path``; API
+    users are the front door's. Every flag must be one of ``webui_version``'s parser
     (see ``webui_flag_specs``).
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -373,14 +374,17 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
 
 
 def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
-                    data_root: str = "/var/lib/sd-webui", tier: str = "auto") -> list[dict[str, Any]]:
+                    data_root: str = "/var/lib/sd-webui", tier: str = "auto",
+                    public_base_port: Optional[int] = None) -> list[dict[str, Any]]:
     """The instances of a host: one per GPU in ``sdfleet_gpu.gpus``; one when asked, on cpu, or without GPUs.
 
-    Each item: ``{index, port, data_dir, cuda_visible_devices, tier, gpu}``; ``cuda_visible_devices`` is
-    ``""`` for a CPU instance (nothing exported).
+    Each item: ``{index, port, public_port, data_dir, cuda_visible_devices, tier, gpu}``: the instance binds
+    ``port`` (``base_port + N``); users reach it on ``public_port`` (``public_base_port + N``: the front door's,
+    or ``port`` itself without one). ``cuda_visible_devices`` is ``""`` for a CPU instance (nothing exported).
     """
     if isinstance(base_port, bool) or not isinstance(base_port, int):
         raise _fail(f"webui_service_port: {base_port!r} is not an integer port")
+    public_base = base_port if public_base_port is None else int(public_base_port)
     facts = gpu_facts or {}
     gpus = [g for g in (facts.get("gpus") or []) if isinstance(g, Mapping)]
     host_tier = tier if tier != "auto" else (facts.get("tier") or ("cpu" if not gpus else "auto"))
@@ -401,6 +405,7 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
         out.append({
             "index": n,
             "port": port,
+            "public_port": public_base + n,
             "data_dir": f"{data_root.rstrip('/')}/instance-{n}",
             "cuda_visible_devices": "" if cpu else str(rec.get("index", n)),
             "tier": effective_tier(rec, tier if not cpu else "cpu"),
@@ -410,9 +415,10 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
 
 
 def webui_plan(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
-               data_root: str = "/var/lib/sd-webui", tier: str = "auto", **options: Any) -> list[dict[str, Any]]:
+               data_root: str = "/var/lib/sd-webui", tier: str = "auto", public_base_port: Optional[int] = None,
+               **options: Any) -> list[dict[str, Any]]:
     """``webui_instances`` with each instance's ``args`` (``webui_args`` with ``options``) added."""
-    plan = webui_instances(gpu_facts, base_port, single_instance, data_root, tier)
+    plan = webui_instances(gpu_facts, base_port, single_instance, data_root, tier, public_base_port)
     for inst in plan:
         inst["args"] = webui_args(inst["gpu"], inst["port"], tier=inst["tier"], data_dir=inst["data_dir"], **options)
     return plan
@@ -471,24 +477,6 @@ def _env_double_quote(value: str) -> str:
     return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
 
 
-def webui_api_auth_env(users: Any) -> str:
-    """The ``COMMANDLINE_ARGS=...`` line carrying ``--api-auth`` (empty string without users).
-
-    The webui splits each API entry on every ``:``, so passwords with ``:`` or ``,`` are refused.
-    The line is valid for systemd's EnvironmentFile and for ``sh`` (``. file``); Python shlex-splits it.
-    """
-    entries: list[str] = []
-    for i, (name, pw) in enumerate(_users(users, "webui_service_api_auth_users")):
-        if ":" in name + pw or "," in name + pw:
-            raise _fail(f"webui_service_api_auth_users[{i}] ({name!r}): API usernames and passwords may not "
-                        "hold ':' or ',' (the webui crashes on them); choose another password")
-        entries.append(f"{name}:{pw}")
-    if not entries:
-        return ""
-    value = "--api-auth " + shlex.quote(",".join(entries))
-    return "COMMANDLINE_ARGS=" + _env_double_quote(value) + "\n"
-
-
 def webui_env_line(name: str, value: Any) -> str:
     """One ``NAME="value"`` line valid for a systemd EnvironmentFile and for ``sh``."""
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
@@ -499,11 +487,20 @@ def webui_env_line(name: str, value: Any) -> str:
     return f"{name}={_env_double_quote(text)}"
 
 
-def webui_summary(plan: Sequence[Mapping[str, Any]], host: str = "127.0.0.1") -> list[dict[str, Any]]:
-    """The published ``sdfleet_instances``: ``[{index, port, url, tier, flags}]`` from a ``webui_plan``."""
+def webui_summary(plan: Sequence[Mapping[str, Any]], host: str = "127.0.0.1",
+                  scheme: str = "http") -> list[dict[str, Any]]:
+    """The published ``sdfleet_instances``: ``[{index, port, backend_port, url, tier, flags}]`` from a ``webui_plan``.
+
+    ``port`` is where users arrive (the front door's public port when there is one), ``backend_port`` where the
+    instance itself listens; ``url`` is ``<scheme>://<host>:<port>/``.
+    """
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return [{"index": p["index"], "port": p["port"], "url": f"http://{shown}:{p['port']}/",
-             "tier": p["tier"], "flags": list(p.get("args", []))} for p in plan]
+    out = []
+    for p in plan:
+        public = int(p.get("public_port", p["port"]))
+        out.append({"index": p["index"], "port": public, "backend_port": p["port"],
+                    "url": f"{scheme}://{shown}:{public}/", "tier": p["tier"], "flags": list(p.get("args", []))})
+    return out
 
 
 def webui_redact(text: Any, secrets: Sequence[Any] = ()) -> str:
@@ -524,7 +521,6 @@ class FilterModule:
             "webui_plan": webui_plan,
             "webui_systemd_argv": webui_systemd_argv,
             "webui_auth_lines": webui_auth_lines,
-            "webui_api_auth_env": webui_api_auth_env,
             "webui_env_line": webui_env_line,
             "webui_redact": webui_redact,
             "webui_summary": webui_summary,
