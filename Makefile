@@ -54,7 +54,10 @@ unit: venv ## pytest: plugin unit tests, stand-in webui, mirror fixture
 molecule: venv images fixture real-fixture ## Every molecule scenario
 	scripts/run_molecule.sh
 
-test: venv images fixture real-fixture browser ## The whole suite: lint, pytest, every molecule scenario
+# The images (debootstrap, disk) and the real fixture (its first run downloads 6.35 GB from PyPI) are
+# built side by side: on a fresh machine that saves the shorter of the two, about 4-5 minutes.
+test: venv fixture browser ## The whole suite: lint, pytest, every molecule scenario
+	@$(MAKE) --no-print-directory -j2 images real-fixture
 	@start=$$(date +%s); rc=0; mkdir -p build; \
 	( $(MAKE) --no-print-directory lint; l=$$?; $(MAKE) --no-print-directory unit || exit 1; exit $$l ) >build/lint-unit.log 2>&1 & quick=$$!; \
 	scripts/run_molecule.sh || rc=1; \
