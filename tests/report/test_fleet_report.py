@@ -85,7 +85,8 @@ def test_front_door_certificate_fingerprint_is_listed(report_dir: pathlib.Path) 
     small = html.split('id="host-gpu-small"')[1].split("</section>")[0]
     assert "front-door" not in small
     md = (report_dir / "fleet-report.md").read_text(encoding="utf-8")
-    assert f"- front door: nginx, TLS, self-signed certificate, SHA-256 fingerprint `{fingerprint}`" in md
+    assert (f"- front door: nginx, TLS, self-signed certificate, SHA-256 fingerprint `{fingerprint}`, valid until "
+            "2029-03-05 12:00 UTC") in md
 
 
 def test_html_has_no_missing_values(report_dir: pathlib.Path) -> None:
