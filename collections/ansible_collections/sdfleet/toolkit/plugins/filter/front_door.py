@@ -16,7 +16,7 @@ import datetime
 import ipaddress
 from typing import Any, Mapping, Optional
 
-from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _as_bool, _as_int, _Names, _show, is_loopback
+from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _as_bool, _as_int, _Names, _show, exposure_triggers
 
 DOCUMENTATION = r"""
 name: front_door_problems
@@ -59,6 +59,15 @@ _value:
 """
 
 
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
+def _network_exposed(settings: Mapping[str, Any]) -> bool:
+    """The UI is reachable over the network: ``listen`` or a non-loopback ``listen_address`` (exposure's rule)."""
+    return bool({"listen", "listen_address"} & set(exposure_triggers(settings)))
+
+
 def front_door_enabled(settings: Mapping[str, Any]) -> bool:
     """Whether the host's instances sit behind the front door.
 
@@ -67,12 +76,8 @@ def front_door_enabled(settings: Mapping[str, Any]) -> bool:
     what enforces them: the webui's own ``--api-auth`` is readable through ``/sdapi/v1/cmd-flags`` and
     ``/internal/sysinfo``).
     """
-    wanted = settings.get("front_door", "auto")
-    if isinstance(wanted, str) and wanted.strip().lower() == "auto":
-        address = settings.get("listen_address") or ""
-        network = _as_bool(settings, "listen", _Names("", ""), []) or (
-            isinstance(address, str) and bool(address.strip()) and not is_loopback(address))
-        return network or bool(settings.get("api_auth_users") or [])
+    if _is_auto(settings.get("front_door", "auto")):
+        return _network_exposed(settings) or bool(settings.get("api_auth_users") or [])
     return _as_bool(settings, "front_door", _Names("", ""), [])
 
 
@@ -177,16 +182,12 @@ def front_door_problems(settings: Mapping[str, Any], prefix: str = "sdfleet_", r
         return [f"the front-door settings are a {type(settings).__name__}, not a dict. Fix: pass a dict."]
     name = _Names(prefix, role_prefix)
     problems: list[str] = []
-    wanted = settings.get("front_door", "auto")
-    if not (isinstance(wanted, str) and wanted.strip().lower() == "auto"):
+    if not _is_auto(settings.get("front_door", "auto")):
         _as_bool(settings, "front_door", name, problems)
     if problems:
         return [p.replace("Fix: set it to true or false.", "Fix: set it to auto, true or false.") for p in problems]
-    address = settings.get("listen_address") or ""
-    network = _as_bool(settings, "listen", name, []) or (
-        isinstance(address, str) and bool(address.strip()) and not is_loopback(address))
     if not front_door_enabled(settings):
-        if network:
+        if _network_exposed(settings):
             problems.append(f"{name('front_door')} = false on a host whose UI is exposed ({name('listen')} / "
                             f"{name('listen_address')}): the webui's own login does not cover /internal/* (its "
                             "sysinfo route returns the process environment) nor /sdapi/v1/cmd-flags. Fix: leave "
