@@ -19,10 +19,11 @@ HOST_VARS: dict[str, dict] = {
             "state": "ok", "message": "", "driver_version": "550.54.14", "tier": "full",
             "gpus": [
                 {"index": 0, "name": "NVIDIA GeForce RTX 4060 Ti", "memory_total_mib": 16380, "tier": "full",
-                 "flags": ["--xformers"]},
+                 "compute_cap": "8.9", "flags": ["--xformers"]},
                 {"index": 1, "name": "NVIDIA GeForce RTX 4060 Ti", "memory_total_mib": 16380, "tier": "full",
-                 "flags": ["--xformers"]},
+                 "compute_cap": "8.9", "flags": ["--xformers"]},
             ],
+            "torch": {"build": "cu128", "torch": "2.7.0", "torchvision": "0.22.0", "xformers": "0.0.30"},
         },
         "sdfleet_instances": [
             {"index": 0, "port": 7860, "url": "https://gpu-dual:7860/", "tier": "full",

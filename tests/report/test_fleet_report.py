@@ -105,6 +105,15 @@ def test_html_lists_gpus_flags_models_and_health(report_dir: pathlib.Path) -> No
         assert expected in cells, expected
 
 
+def test_each_hosts_compute_capabilities_torch_build_and_xformers_are_listed(report_dir: pathlib.Path) -> None:
+    cells = _parse(report_dir).cells
+    for expected in ("sm_89", "2.7.0+cu128", "0.0.30"):
+        assert expected in cells, expected
+    md = (report_dir / "fleet-report.md").read_text(encoding="utf-8")
+    assert "torch 2.7.0+cu128, xformers 0.0.30" in md
+    assert "| 0 | NVIDIA GeForce RTX 4060 Ti | 16380 | sm_89 | full |" in md
+
+
 def test_failures_listed_with_remediation(report_dir: pathlib.Path) -> None:
     for name in ("fleet-report.html", "fleet-report.md"):
         text = (report_dir / name).read_text(encoding="utf-8")

@@ -15,7 +15,13 @@ def _expected(host):
 def test_sdfleet_gpu_state_and_tier_as_expected(host):
     got, want = _published(host)["sdfleet_gpu"], _expected(host)
     assert (got["state"], got["tier"]) == (want["state"], want["tier"])
-    assert set(got) == {"state", "message", "driver_version", "tier", "flags", "gpus"}
+    assert set(got) == {"state", "message", "driver_version", "tier", "flags", "gpus", "torch"}
+
+
+def test_sdfleet_gpu_torch_build_as_expected(host):
+    got, want = _published(host)["sdfleet_gpu"]["torch"], _expected(host)
+    assert got["build"] == want["torch_build"]
+    assert got["packages"] == [f"torch=={got['torch']}", f"torchvision=={got['torchvision']}"]
 
 
 def test_sdfleet_gpu_records_as_expected(host):
@@ -24,17 +30,16 @@ def test_sdfleet_gpu_records_as_expected(host):
     for record, expected in zip(got, want):
         assert {key: record[key] for key in expected} == expected
         assert set(record) == {"index", "name", "memory_total_mib", "driver_version", "uuid", "pci_bus_id",
-                               "compute_cap", "mig_mode", "tier", "flags"}
+                               "compute_cap", "compute_cap_source", "mig_mode", "tier", "flags"}
 
 
 def test_sdfleet_gpu_source_and_retries(host):
     published, name = _published(host), host.backend.get_hostname()
     if name == "nvidia-check-h100x8":
         assert published["source"] == "table" and published["sdfleet_gpu"]["driver_version"] == "565.57.01"
-    elif name in ("nvidia-check-2gb", "nvidia-check-mixed"):  # driver 450.57 rejects compute_cap
-        assert published["dropped_fields"] == ["compute_cap"] and published["source"] == "query"
-        assert all(g["compute_cap"] is None and g["driver_version"] == "450.57"
-                   for g in published["sdfleet_gpu"]["gpus"])
+    elif name == "nvidia-check-2gb":  # compute_cap [N/A]: the name table's
+        assert published["dropped_fields"] == [] and published["source"] == "query"
+        assert [g["compute_cap_source"] for g in published["sdfleet_gpu"]["gpus"]] == ["name table"]
     elif name == "nvidia-check-cpupin":
         assert published["sdfleet_gpu"]["flags"] == ["--use-cpu", "all", "--precision", "full", "--no-half",
                                                      "--skip-torch-cuda-test"]

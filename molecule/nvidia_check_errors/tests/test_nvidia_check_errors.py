@@ -21,5 +21,5 @@ def test_fake_configs_are_intact(host):
     """Each case's fake config is still the one prepare wrote (the role never touches it)."""
     for case in host.ansible.get_variables()["error_cases"]:
         if "fake" in case:
-            config = host.file(f"/etc/sdfleet/cases/{case['state']}.json")
+            config = host.file(f"/etc/sdfleet/cases/{case.get('id', case['state'])}.json")
             assert json.loads(config.content_string) == case["fake"]

@@ -24,6 +24,9 @@ SECRETS = (UI_PASSWORD, API_PASSWORD)
 CAP_NET_BIND_SERVICE = 10
 
 
+# The UUIDs of the multi host's GPU records (molecule.yml).
+UUIDS = ("GPU-2070aaaa-0000-4000-8000-000000000000", "GPU-a100bbbb-0000-4000-8000-000000000001")
+
 def name(host) -> str:
     return host.backend.get_hostname()
 
@@ -155,7 +158,8 @@ def test_single_argv_has_lowvram_tier_and_no_secrets(host):
     assert "--no-download-sd-model" in argv
     assert argv[argv.index("--port") + 1] == "80"
     assert "--listen" not in argv and "--server-name" not in argv
-    assert environ(host, pid)["CUDA_VISIBLE_DEVICES"] == "0"
+    assert environ(host, pid)["CUDA_VISIBLE_DEVICES"] == "0"  # the record has no UUID: its nvidia-smi index
+    assert environ(host, pid)["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # so that CUDA counts as nvidia-smi does
 
 
 @only("webui_service-single")
@@ -262,7 +266,9 @@ def test_multi_instance_gpu_port_and_tier(host, index, port, tier_flag, other):
     assert other not in argv and "--medvram-sdxl" not in argv
     assert "--lowvram" not in argv
     env = environ(host, pid)
-    assert env["CUDA_VISIBLE_DEVICES"] == str(index)
+    assert env["CUDA_VISIBLE_DEVICES"] == UUIDS[index] and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    # the plan's flags as given: the A100 record's --opt-channelslast (no table of the role's own adds it)
+    assert ("--opt-channelslast" in argv) == (index == 1)
     assert env["STABLE_DIFFUSION_REPO"] == "http://mirror.invalid/stablediffusion.git"
 
 
@@ -385,6 +391,7 @@ def test_script_cpu_tier_flags(host):
     i = argv.index("--use-cpu")
     assert argv[i + 1] == "all" and "--no-half" in argv and "--skip-torch-cuda-test" in argv
     assert argv[argv.index("--precision") + 1] == "full"
+    assert "--disable-nan-check" in argv  # the plan's customised cpu flags, as given
     assert "--xformers" not in argv and "--lowvram" not in argv
     assert "CUDA_VISIBLE_DEVICES" not in environ(host, main_pid(host, 0))
     assert http(host, "http://127.0.0.1:7860/internal/ping")[0] == 200

@@ -10,12 +10,14 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sdfleet.toolkit.plugins.filter import webui_args as mod
 
+# The wiki's CPU recipe, as nvidia_check's default nvidia_check_cpu_flags put it in the plan.
+CPU_FLAGS = ["--use-cpu", "all", "--precision", "full", "--no-half", "--skip-torch-cuda-test"]
 GPU = {
     "lowvram": {"index": 0, "tier": "lowvram", "flags": ["--lowvram", "--xformers"]},
     "medvram": {"index": 0, "tier": "medvram", "flags": ["--medvram", "--xformers"]},
     "medvram_sdxl": {"index": 1, "tier": "medvram_sdxl", "flags": ["--medvram-sdxl", "--xformers"]},
     "full": {"index": 1, "tier": "full", "flags": ["--xformers"]},
-    "cpu": {},
+    "cpu": {"tier": "cpu", "flags": CPU_FLAGS},
 }
 EXPOSURES = {
     "loopback": {},
@@ -55,7 +57,7 @@ def test_matrix_invariants(tier, exposure, extra):
         assert vram == [] and "--xformers" not in flags
         assert args[args.index("--use-cpu") + 1] == "all"
     else:
-        wanted = [f for f in VRAM if f == mod.TIER_VRAM_FLAG.get(tier) or f in EXTRAS[extra]]
+        wanted = [f for f in VRAM if f in GPU[tier]["flags"] or f in EXTRAS[extra]]
         assert vram == wanted[:1], (vram, wanted)
     assert not ("--no-half" in flags and "--upcast-sampling" in flags)
     # exposure: --server-name wins over --listen, never both; no secret flag ever
@@ -79,17 +81,18 @@ def test_full_tier_has_no_vram_flag():
     assert "--xformers" in args
 
 
-def test_record_vram_flag_does_not_override_tier():
-    # a record whose flags disagree with its tier: the tier decides
-    rec = {"index": 0, "tier": "full", "flags": ["--medvram"]}
-    assert not set(mod.webui_args(rec, 7860)) & set(VRAM)
+def test_the_records_flags_are_taken_as_given():
+    """nvidia_check decides a tier's flags once: a customised tier table's flags reach the argv unchanged."""
+    rec = {"index": 0, "tier": "full", "flags": ["--medvram", "--opt-channelslast"]}
+    assert mod.webui_args(rec, 7860)[:2] == ["--medvram", "--opt-channelslast"]
+    custom_cpu = {"tier": "cpu", "flags": ["--use-cpu", "all", "--no-half", "--skip-torch-cuda-test",
+                                           "--disable-nan-check"]}
+    assert mod.webui_args(custom_cpu, 7860)[:5] == custom_cpu["flags"]
 
 
-def test_pinned_tier_overrides_record():
-    args = mod.webui_args(GPU["full"], 7860, tier="lowvram")
-    assert "--lowvram" in args
-    args = mod.webui_args(GPU["medvram"], 7860, tier="cpu")
-    assert "--medvram" not in args and "--xformers" not in args and "--use-cpu" in args
+def test_the_argv_builder_has_no_tier_table_of_its_own():
+    assert not hasattr(mod, "TIER_VRAM_FLAG") and not hasattr(mod, "CPU_TIER_ARGS")
+    assert "tier" not in mod.webui_args.__kwdefaults__
 
 
 def test_lower_tier_wins_both_directions():
@@ -113,9 +116,9 @@ def test_precision_half_with_no_half_refused():
 
 
 def test_cpu_recipe_and_valued_override():
-    args = mod.webui_args({}, 7860)
-    assert args[:6] == list(mod.CPU_TIER_ARGS)
-    args = mod.webui_args({}, 7860, extra_args=["--precision autocast"])
+    args = mod.webui_args(GPU["cpu"], 7860)
+    assert args[:6] == CPU_FLAGS
+    args = mod.webui_args(GPU["cpu"], 7860, extra_args=["--precision autocast"])
     assert args.count("--precision") == 1 and args[args.index("--precision") + 1] == "autocast"
 
 
@@ -181,8 +184,10 @@ def test_unknown_or_malformed_extra_args_refused(extra):
 
 
 def test_unknown_flag_in_gpu_record_refused():
-    with pytest.raises(AnsibleFilterError, match="GPU record"):
+    with pytest.raises(AnsibleFilterError, match="sdfleet_gpu flags"):
         mod.webui_args({"tier": "full", "flags": ["--turbo"]}, 7860)
+    with pytest.raises(AnsibleFilterError, match="sdfleet_gpu: the flags of GPU record 0 are str"):
+        mod.webui_args({"index": 0, "tier": "full", "flags": "--xformers"}, 7860)
 
 
 @pytest.mark.parametrize("port", [0, 65536, -1, True, "7860"])
@@ -192,8 +197,8 @@ def test_bad_port_refused(port):
 
 
 def test_bad_tier_and_theme_refused():
-    with pytest.raises(AnsibleFilterError, match="webui_service_gpu_tier"):
-        mod.webui_args(GPU["full"], 7860, tier="huge")
+    with pytest.raises(AnsibleFilterError, match="sdfleet_gpu: GPU record tier 'huge'"):
+        mod.webui_args({"tier": "huge", "flags": []}, 7860)
     with pytest.raises(AnsibleFilterError, match="webui_service_theme"):
         mod.webui_args(GPU["full"], 7860, theme="solarized")
 
@@ -206,6 +211,18 @@ def test_instances_per_gpu():
     assert inst[1]["data_dir"] == "/var/lib/sd-webui/instance-1"
 
 
+def test_instances_name_their_gpu_by_uuid():
+    """RTX 2070 (PCI bus 01, index 0) + GTX 750 Ti (bus 04, index 1): CUDA's fastest-first order agrees here, but
+    not on a host whose slower card sits on the lower bus; the UUID names the card whatever the order."""
+    facts = {"state": "ok", "tier": "lowvram", "gpus": [
+        GPU["medvram_sdxl"] | {"index": 0, "uuid": "GPU-11111111-2222-3333-4444-555555555555"},
+        GPU["lowvram"] | {"index": 1, "uuid": "GPU-66666666-7777-8888-9999-000000000000"}]}
+    inst = mod.webui_instances(facts, 7860)
+    assert [i["cuda_visible_devices"] for i in inst] == ["GPU-11111111-2222-3333-4444-555555555555",
+                                                         "GPU-66666666-7777-8888-9999-000000000000"]
+    assert [i["tier"] for i in inst] == ["medvram_sdxl", "lowvram"]
+
+
 def test_instances_single_and_cpu():
     facts = {"state": "ok", "tier": "medvram", "gpus": [GPU["medvram"], GPU["full"]]}
     assert len(mod.webui_instances(facts, 7860, single_instance=True)) == 1
@@ -213,8 +230,8 @@ def test_instances_single_and_cpu():
     assert cpu == [{"index": 0, "port": 7860, "public_port": 7860, "data_dir": "/var/lib/sd-webui/instance-0",
                     "cuda_visible_devices": "", "tier": "cpu", "gpu": {"index": 0, "tier": "cpu", "flags": []}}]
     assert mod.webui_instances(None, 7860)[0]["tier"] == "cpu"
-    pinned = mod.webui_instances(facts, 7860, tier="cpu")
-    assert len(pinned) == 1 and pinned[0]["tier"] == "cpu"
+    pinned = mod.webui_instances({"state": "cpu", "tier": "cpu", "flags": CPU_FLAGS, "gpus": []}, 7860)
+    assert len(pinned) == 1 and pinned[0]["gpu"]["flags"] == CPU_FLAGS
 
 
 def test_plan_adds_per_instance_args():

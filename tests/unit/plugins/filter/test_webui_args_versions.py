@@ -11,9 +11,11 @@ from ansible_collections.sdfleet.toolkit.plugins.filter import gpu_tier
 from ansible_collections.sdfleet.toolkit.plugins.filter import webui_args as mod
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import webui_flags as data
 
+ROLE_DEFAULTS = yaml.safe_load((pathlib.Path(__file__).resolve().parents[4] / "roles/nvidia_check/defaults/main.yml")
+                               .read_text(encoding="utf-8"))
 FULL = {"index": 0, "tier": "full", "flags": ["--xformers"]}
 TIER_RECORDS = {
-    "cpu": {},
+    "cpu": {"tier": "cpu", "flags": ROLE_DEFAULTS["nvidia_check_cpu_flags"]},
     "lowvram": {"index": 0, "tier": "lowvram", "flags": ["--lowvram", "--xformers"]},
     "medvram": {"index": 0, "tier": "medvram", "flags": ["--medvram", "--xformers"]},
     "medvram_sdxl": {"index": 0, "tier": "medvram_sdxl", "flags": ["--medvram-sdxl", "--xformers"]},
@@ -117,7 +119,8 @@ def test_refused_flags_stay_refused(flag, version):
 @pytest.mark.parametrize("version", mod.WEBUI_VERSIONS)
 def test_role_tables_name_real_flags(version):
     known = data.FLAGS[version]
-    tables = {*flags_of(list(mod.CPU_TIER_ARGS)), *mod.TIER_VRAM_FLAG.values(), *mod.VRAM_FLAGS_LOW_FIRST,
+    tier_flags = [flag for row in ROLE_DEFAULTS["nvidia_check_tier_table"] for flag in row["flags"]]
+    tables = {*flags_of(ROLE_DEFAULTS["nvidia_check_cpu_flags"]), *tier_flags, *mod.VRAM_FLAGS_LOW_FIRST,
               *mod.CUDA_ONLY_FLAGS, *mod.MANAGED_FLAGS, *mod.REFUSED_FLAGS, "--no-download-sd-model"}
     missing = tables - set(known)
     assert missing == ({"--models-dir"} if version == "v1.9.4" else set()), missing

@@ -75,16 +75,10 @@ _value:
 # Tiers, lowest first. The public names are the contract of nvidia_check.
 TIERS: tuple[str, ...] = ("cpu", "lowvram", "medvram", "medvram_sdxl", "full")
 
-# The VRAM flag of each GPU tier; "full" has none, "cpu" has its own recipe.
-TIER_VRAM_FLAG: dict[str, str] = {
-    "lowvram": "--lowvram",
-    "medvram": "--medvram",
-    "medvram_sdxl": "--medvram-sdxl",
-}
+# The VRAM flags, lowest tier first: when several arrive (the GPU plan's and extra args), the lowest wins.
+# Which flags a tier gets is decided once, by nvidia_check (nvidia_check_tier_table, nvidia_check_cpu_flags):
+# the GPU plan's records carry them and the argv builder takes them as given.
 VRAM_FLAGS_LOW_FIRST: tuple[str, ...] = ("--lowvram", "--medvram", "--medvram-sdxl")
-
-# The wiki's CPU-only recipe (webui.md section 11).
-CPU_TIER_ARGS: tuple[str, ...] = ("--use-cpu", "all", "--precision", "full", "--no-half", "--skip-torch-cuda-test")
 
 # Flags that only make sense with a CUDA GPU: dropped on the cpu tier.
 CUDA_ONLY_FLAGS: frozenset[str] = frozenset(
@@ -256,16 +250,12 @@ def parse_flags(tokens: Sequence[str], source: str,
     return parsed
 
 
-def effective_tier(gpu: Optional[Mapping[str, Any]], tier: str = "auto") -> str:
-    """The tier of an instance: the pinned ``tier`` unless ``auto``, else the record's (cpu when no record)."""
-    if tier not in ("auto",) + TIERS:
-        raise _fail(f"webui_service_gpu_tier: {tier!r} is not a tier; use auto or one of {', '.join(TIERS)}")
-    if tier != "auto":
-        return tier
+def effective_tier(gpu: Optional[Mapping[str, Any]]) -> str:
+    """The tier of an instance: its GPU record's (cpu when there is no record)."""
     rec_tier = (gpu or {}).get("tier") or "cpu"
     if rec_tier not in TIERS:
         raise _fail(f"sdfleet_gpu: GPU record tier {rec_tier!r} is not one of {', '.join(TIERS)}; "
-                    "rerun the nvidia_check role or pin webui_service_gpu_tier")
+                    "rerun the nvidia_check role (nvidia_check_tier pins a tier)")
     return str(rec_tier)
 
 
@@ -305,35 +295,28 @@ def _merge(pairs: Iterable[tuple[str, tuple[str, ...]]], tier: str,
     return out
 
 
-def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto", listen: bool = False,
+def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, listen: bool = False,
                listen_address: str = "", share: bool = False, auth_path: str = "", api: bool = False,
                data_dir: str = "", models_dir: str = "", embeddings_dir: str = "",
                freeze_settings: bool = False, insecure_extension_access: bool = False, theme: str = "",
                extra_args: Union[str, Sequence[Any], None] = None, webui_version: str = "") -> list[str]:
     """Return the argument list (after ``launch.py``) of one instance.
 
-    ``gpu`` is one record of ``sdfleet_gpu.gpus`` (``tier`` and ``flags`` are read), or ``{}``/``None``
-    on a CPU host. Secrets never appear here: UI users go through the file at ``auth_path``; API
-    users are the front door's. Every flag must be one of ``webui_version``'s parser
-    (see ``webui_flag_specs``).
+    ``gpu`` is one record of ``sdfleet_gpu.gpus``, or for a CPU instance ``{"tier": "cpu", "flags":
+    sdfleet_gpu.flags}``: its ``flags`` are the tier's, decided by nvidia_check, and are taken as given (only
+    checked against the parser). Secrets never appear here: UI users go through the file at ``auth_path``; API
+    users are the front door's. Every flag must be one of ``webui_version``'s parser (see ``webui_flag_specs``).
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise _fail(f"webui_service_port: port {port!r} is out of range; use 1-65535")
     if theme and theme not in THEMES:
         raise _fail(f"webui_service_theme: {theme!r} is not a webui theme; use '', 'light' or 'dark'")
-    tier_name = effective_tier(gpu, tier)
-
-    tier_pairs: list[tuple[str, tuple[str, ...]]]
-    if tier_name == "cpu":
-        tier_pairs = parse_flags(CPU_TIER_ARGS, "cpu tier", webui_version)
-    elif tier_name in TIER_VRAM_FLAG:
-        tier_pairs = [(TIER_VRAM_FLAG[tier_name], ())]
-    else:
-        tier_pairs = []
-    record_flags = list((gpu or {}).get("flags") or [])
-    record_pairs = [(f, v) for f, v in parse_flags(_tokens(record_flags), "sdfleet_gpu GPU record flags",
-                                                   webui_version)
-                    if f not in VRAM_FLAGS_LOW_FIRST]  # the tier decides the VRAM flag
+    tier_name = effective_tier(gpu)
+    record_flags = (gpu or {}).get("flags") or []
+    if not isinstance(record_flags, (list, tuple)):
+        raise _fail(f"sdfleet_gpu: the flags of GPU record {(gpu or {}).get('index', 0)} are "
+                    f"{type(record_flags).__name__}, not a list; rerun the nvidia_check role")
+    tier_pairs = parse_flags(_tokens(list(record_flags)), f"sdfleet_gpu flags (tier {tier_name})", webui_version)
     extra_pairs = parse_flags(_tokens(extra_args), "webui_service_extra_args", webui_version)
 
     managed: list[tuple[str, tuple[str, ...]]] = [("--no-download-sd-model", ())]
@@ -360,36 +343,39 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, tier: str = "auto
         managed.append(("--theme", (theme,)))
 
     label, specs = webui_flag_specs(webui_version)
-    for flag, _values in tier_pairs + managed:  # the role's own flags: the parser must know them too
+    for flag, _values in managed:  # the role's own flags: the parser must know them too
         if flag not in specs:
-            raise _fail(f"{MANAGED_FLAGS.get(flag, f'webui_service_gpu_tier ({tier_name})')}: the role would pass "
-                        f"{flag}, which AUTOMATIC1111 webui {label} does not know ({_versions_with(flag)}); "
-                        "unset that variable or pin such a webui version")
+            raise _fail(f"{MANAGED_FLAGS[flag]}: the role would pass {flag}, which AUTOMATIC1111 webui {label} does "
+                        f"not know ({_versions_with(flag)}); unset that variable or pin such a webui version")
 
     out: list[str] = []
-    for flag, values in _merge(tier_pairs + record_pairs + extra_pairs + managed, tier_name, specs):
+    for flag, values in _merge(tier_pairs + extra_pairs + managed, tier_name, specs):
         out.append(flag)
         out.extend(values)
     return out
 
 
 def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
-                    data_root: str = "/var/lib/sd-webui", tier: str = "auto",
+                    data_root: str = "/var/lib/sd-webui",
                     public_base_port: Optional[int] = None) -> list[dict[str, Any]]:
     """The instances of a host: one per GPU in ``sdfleet_gpu.gpus``; one when asked, on cpu, or without GPUs.
 
     Each item: ``{index, port, public_port, data_dir, cuda_visible_devices, tier, gpu}``: the instance binds
     ``port`` (``base_port + N``); users reach it on ``public_port`` (``public_base_port + N``: the front door's,
-    or ``port`` itself without one). ``cuda_visible_devices`` is ``""`` for a CPU instance (nothing exported).
+    or ``port`` itself without one). ``cuda_visible_devices`` names the instance's GPU by its UUID (CUDA numbers
+    devices fastest first, nvidia-smi by PCI bus, so an index can name another card), or by its nvidia-smi index
+    when no UUID is known (the unit then sets ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA counts the same way);
+    ``""`` for a CPU instance (nothing exported). A CPU instance's record carries the plan's host ``flags``.
     """
     if isinstance(base_port, bool) or not isinstance(base_port, int):
         raise _fail(f"webui_service_port: {base_port!r} is not an integer port")
     public_base = base_port if public_base_port is None else int(public_base_port)
     facts = gpu_facts or {}
+    if not isinstance(facts, Mapping):
+        raise _fail(f"sdfleet_gpu: expected the nvidia_check plan (a dict), got a {type(facts).__name__}")
     gpus = [g for g in (facts.get("gpus") or []) if isinstance(g, Mapping)]
-    host_tier = tier if tier != "auto" else (facts.get("tier") or ("cpu" if not gpus else "auto"))
-    if host_tier == "cpu" or not gpus:
-        records: list[Mapping[str, Any]] = [{"index": 0, "tier": "cpu", "flags": []}]
+    if facts.get("tier") == "cpu" or not gpus:
+        records: list[Mapping[str, Any]] = [{"index": 0, "tier": "cpu", "flags": list(facts.get("flags") or [])}]
         cpu = True
     else:
         records = sorted(gpus, key=lambda g: int(g.get("index", 0)))
@@ -402,25 +388,27 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
         if not 1 <= port <= 65535:
             raise _fail(f"webui_service_port: instance {n} would listen on port {port}, out of 1-65535; "
                         "lower webui_service_port")
+        uuid = str(rec.get("uuid") or "")
         out.append({
             "index": n,
             "port": port,
             "public_port": public_base + n,
             "data_dir": f"{data_root.rstrip('/')}/instance-{n}",
-            "cuda_visible_devices": "" if cpu else str(rec.get("index", n)),
-            "tier": effective_tier(rec, tier if not cpu else "cpu"),
+            "cuda_visible_devices": "" if cpu else (uuid if uuid.startswith(("GPU-", "MIG-")) else
+                                                    str(rec.get("index", n))),
+            "tier": effective_tier(rec),
             "gpu": dict(rec),
         })
     return out
 
 
 def webui_plan(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
-               data_root: str = "/var/lib/sd-webui", tier: str = "auto", public_base_port: Optional[int] = None,
+               data_root: str = "/var/lib/sd-webui", public_base_port: Optional[int] = None,
                **options: Any) -> list[dict[str, Any]]:
     """``webui_instances`` with each instance's ``args`` (``webui_args`` with ``options``) added."""
-    plan = webui_instances(gpu_facts, base_port, single_instance, data_root, tier, public_base_port)
+    plan = webui_instances(gpu_facts, base_port, single_instance, data_root, public_base_port)
     for inst in plan:
-        inst["args"] = webui_args(inst["gpu"], inst["port"], tier=inst["tier"], data_dir=inst["data_dir"], **options)
+        inst["args"] = webui_args(inst["gpu"], inst["port"], data_dir=inst["data_dir"], **options)
     return plan
 
 

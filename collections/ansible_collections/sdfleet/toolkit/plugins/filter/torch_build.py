@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+"""Filters that choose each host's torch build from its GPUs (``module_utils/torch_builds.py`` holds the table).
+
+* ``torch_plan(sdfleet_gpu, webui_version, pin)``: the GPU plan with each GPU's compute capability filled in and the
+  host's build (``torch``), or a refusal state naming the fix.
+* ``torch_mirror_indexes(hosts, hostvars, base)``: ``{build: index URL}`` of the builds those hosts chose: what a
+  fleet mirror downloads (only those).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pure-Python use without Ansible installed
+    AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
+
+from ansible_collections.sdfleet.toolkit.plugins.module_utils import torch_builds as table
+from ansible_collections.sdfleet.toolkit.plugins.module_utils import webui_flags
+
+DOCUMENTATION = r"""
+name: torch_plan
+short_description: The torch build a host's GPUs need, for the webui version it runs
+description:
+  - Fills in each GPU's compute capability (nvidia-smi's C(compute_cap), else NVIDIA's published value for the
+    card's name) and picks the first build of the webui version's torch that has kernels for every GPU and runs on
+    the host's driver (C(module_utils/torch_builds.py) of this collection holds the table and its sources).
+  - A host no single build can serve gets a refusal C(state) (C(torch_build_unsupported), C(driver_too_old),
+    C(compute_cap_unknown), C(torch_build_unknown)) whose C(message) names the fix.
+positional: _input
+options:
+  _input:
+    description: The C(sdfleet_gpu) plan of C(sdfleet.toolkit.gpu_plan).
+    type: dict
+    required: true
+  webui_version:
+    description: The webui version, or the commit of a listed one; another ref gets the v1.10.1 row.
+    type: str
+    default: v1.10.1
+  pin:
+    description: C(auto), or the build to use (C(nvidia_check_torch_build)); refused when it cannot run the GPUs.
+    type: str
+    default: auto
+"""
+
+EXAMPLES = r"""
+- name: Choose the torch build
+  ansible.builtin.set_fact:
+    sdfleet_gpu: "{{ sdfleet_gpu | sdfleet.toolkit.torch_plan('dev', 'auto') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The plan with C(gpus[].compute_cap), C(gpus[].compute_cap_source) and C(torch) (C(build), C(torch),
+    C(torchvision), C(xformers), C(cuda), C(arch_flags), C(packages)), or a refusal C(state) and C(message).
+  type: dict
+"""
+
+USABLE_STATES = ("ok", "cpu")
+
+
+def torch_plan(gpu_plan: Mapping[str, Any], webui_version: str = table.DEFAULT_WEBUI_VERSION,
+               pin: str = "auto") -> dict[str, Any]:
+    """``gpu_plan`` with compute capabilities and the host's torch build, or turned into a refusal."""
+    if not isinstance(gpu_plan, Mapping):
+        raise AnsibleFilterError(f"torch_plan: sdfleet_gpu must be a dict (the gpu_plan result), not "
+                                 f"{type(gpu_plan).__name__}")
+    if not isinstance(pin, str) or not pin:
+        raise AnsibleFilterError(f"nvidia_check_torch_build: {pin!r} is not a build name; use auto or a build")
+    plan = dict(gpu_plan)
+    if plan.get("state") not in USABLE_STATES:
+        return plan
+    gpus = []
+    for raw in plan.get("gpus") or []:
+        gpu = dict(raw)
+        gpu["compute_cap"], gpu["compute_cap_source"] = table.compute_cap_of(gpu.get("name") or "",
+                                                                              gpu.get("compute_cap"))
+        gpus.append(gpu)
+    plan["gpus"] = gpus
+    commits = {version: source.get("commit", "") for version, source in webui_flags.SOURCES.items()}
+    choice = table.choose_build(gpus if plan.get("tier") != "cpu" else [], str(plan.get("driver_version") or ""),
+                                str(webui_version or ""), pin if plan.get("tier") != "cpu" else "auto", commits)
+    if choice["state"] != "ok":
+        plan.update({"state": choice["state"], "message": choice["message"], "tier": None, "flags": []})
+        return plan
+    plan["torch"] = choice["torch"]
+    _attention_fallback(plan)
+    return plan
+
+
+def _attention_fallback(plan: dict[str, Any]) -> None:
+    """Swap ``--xformers`` for ``--opt-sdp-attention`` on GPUs the build's xformers has no kernels for (xformers
+    0.0.30 has none for Maxwell); the plan's host flags follow when any GPU swapped."""
+    xformers_flags = plan["torch"].get("xformers_arch_flags")
+    if xformers_flags is None:
+        return
+    swapped = False
+    for gpu in plan["gpus"]:
+        if "--xformers" in (gpu.get("flags") or []) and not table.build_runs(xformers_flags, gpu["compute_cap"]):
+            gpu["flags"] = ["--opt-sdp-attention" if f == "--xformers" else f for f in gpu["flags"]]
+            gpu["attention_note"] = (f"xformers {plan['torch']['xformers']} has no kernels for "
+                                     f"sm_{gpu['compute_cap'].replace('.', '')}: SDP attention instead")
+            swapped = True
+    if swapped:
+        plan["flags"] = ["--opt-sdp-attention" if f == "--xformers" else f for f in plan.get("flags") or []]
+
+
+def torch_index_url(build: str, cuda_url: str, cpu_url: str) -> str:
+    """The index of ``build``: ``cpu_url`` for cpu, else ``cuda_url`` with ``{build}`` replaced."""
+    return cpu_url if build == table.CPU_BUILD else cuda_url.replace("{build}", build)
+
+
+def torch_mirror_indexes(hosts: Sequence[str], hostvars: Mapping[str, Any], cuda_url: str,
+                         cpu_url: str) -> dict[str, str]:
+    """``{build: index URL}`` for every build the ``hosts`` chose (``sdfleet_gpu.torch.build``), and only those."""
+    for name, value in (("sdfleet_torch_index_url_cuda", cuda_url), ("sdfleet_torch_index_url_cpu", cpu_url)):
+        if not isinstance(value, str) or not value.strip():
+            raise AnsibleFilterError(f"torch_mirror_indexes: {name} is empty; give the torch index URL")
+    builds = set()
+    for host in hosts or []:
+        gpu = (hostvars.get(host) or {}).get("sdfleet_gpu") or {}
+        build = (gpu.get("torch") or {}).get("build") if isinstance(gpu, Mapping) else None
+        if build:
+            builds.add(str(build))
+    return {build: torch_index_url(build, cuda_url, cpu_url) for build in sorted(builds)}
+
+
+class FilterModule:
+    """sdfleet.toolkit.torch_plan and sdfleet.toolkit.torch_mirror_indexes."""
+
+    def filters(self) -> dict[str, Any]:
+        """Filter name -> function."""
+        return {"torch_plan": torch_plan, "torch_mirror_indexes": torch_mirror_indexes}
