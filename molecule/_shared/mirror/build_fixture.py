@@ -44,6 +44,8 @@ REPO_ROOT = HERE.parents[2]
 DEFAULT_SRC = REPO_ROOT / "molecule" / "_shared" / "standin_webui"
 DEFAULT_WHEEL_CACHE = REPO_ROOT / "build" / "wheel-cache"
 SERVER = HERE / "mirror_server.py"
+# The torch compatibility table: the stub torch of each variant reports that build's arch list.
+TORCH_TABLE = REPO_ROOT / "collections/ansible_collections/sdfleet/toolkit/plugins/module_utils/torch_builds.py"
 STAMP = ".fixture-stamp"
 RECIPE = "sdfleet-fixture/1"  # bump when the layout changes in a way the sources don't show
 
@@ -193,7 +195,7 @@ def requirement_pins(src: Path) -> list[tuple[str, str]]:
 def fingerprint(src: Path) -> str:
     """Hash of every input: recipe, this script, the server, the stand-in tree (paths, exec bits, bytes)."""
     digest = hashlib.sha256(RECIPE.encode())
-    for path in (Path(__file__).resolve(), SERVER):
+    for path in (Path(__file__).resolve(), SERVER, TORCH_TABLE):
         digest.update(path.read_bytes())
     for path in source_files(src):
         rel = path.relative_to(src).as_posix()
@@ -394,15 +396,31 @@ def build_wheel(dest: Path, name: str, version: str, files: dict[str, str], requ
     return wheel
 
 
+def torch_arch_flags(version: str, variant: str) -> list[str]:
+    """The arch list the real ``torch==version`` of ``variant`` was built with (the collection's table)."""
+    sys.path.insert(0, str(REPO_ROOT / "collections"))
+    try:
+        from ansible_collections.sdfleet.toolkit.plugins.module_utils import torch_builds
+    finally:
+        sys.path.pop(0)
+    return list(torch_builds.BUILDS[(version.split("+")[0], variant)]["arch_flags"])
+
+
 def torch_stub_files(name: str, version: str, variant: str) -> dict[str, str]:
-    """Sources of the stub torch / torchvision packages."""
+    """Sources of the stub torch / torchvision packages. The stub torch's ``_C._cuda_getArchFlags()`` answers the
+    real build's arch list, so the stand-in can fail like a real webui on a GPU its torch has no kernels for."""
     doc = (f'"""STUB {name} {version} for sdfleet\'s test bed: NOT the real package.\n\n'
            "It exists so installers can be tested offline; it has no tensors and no CUDA.\n"
            '"""\n')
     cuda = '"12.1"' if variant == "cu121" else "None"
     files = {f"{name}/version.py": f'{doc}\n__version__ = "{version}"\ncuda = {cuda}\ngit_version = "stub"\n'}
     if name == "torch":
-        files["torch/__init__.py"] = f"{doc}\nfrom torch import cuda, version\n\n__version__ = version.__version__\n"
+        files["torch/__init__.py"] = (f"{doc}\nfrom torch import _C, cuda, version\n\n"
+                                      "__version__ = version.__version__\n")
+        arch = " ".join(torch_arch_flags(version, variant))
+        files["torch/_C.py"] = (f'"""STUB torch._C: only what the real build reports about itself."""\n\n\n'
+                                "def _cuda_getArchFlags() -> str:\n"
+                                f'    """The arch list of the real torch {version}."""\n    return "{arch}"\n')
         files["torch/cuda/__init__.py"] = (
             '"""STUB torch.cuda: no GPU is ever available here."""\n\n\n'
             "def is_available() -> bool:\n    \"\"\"Always False: this torch is a stub.\"\"\"\n    return False\n\n\n"

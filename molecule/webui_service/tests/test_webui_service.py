@@ -269,6 +269,17 @@ def test_multi_instance_gpu_port_and_tier(host, index, port, tier_flag, other):
     assert env["CUDA_VISIBLE_DEVICES"] == UUIDS[index] and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     # the plan's flags as given: the A100 record's --opt-channelslast (no table of the role's own adds it)
     assert ("--opt-channelslast" in argv) == (index == 1)
+    # the health gate's GPU check: the instance's own CUDA memory is its GPU's (7981 / 40960 MiB)
+    status, body = http(host, f"http://127.0.0.1:{27860 + index}/sdapi/v1/memory")
+    assert status == 200 and json.loads(body)["cuda"]["system"]["total"] == (7981, 40960)[index] * 1024 * 1024
+
+
+@only("webui_service-multi")
+def test_multi_host_an_index_alone_would_name_the_other_card(host):
+    """What the UUID prevents on this host: CUDA_VISIBLE_DEVICES=0 in CUDA's default order is the A100."""
+    probe = ("import sys; sys.path.insert(0, '/opt/sd-webui'); from modules import devices; "
+             "print(devices.cuda_devices(devices.nvidia_gpus(), {'CUDA_VISIBLE_DEVICES': '0'})[0]['name'])")
+    assert host.check_output(f"python3 -c {shlex.quote(probe)}") == "NVIDIA A100-SXM4-40GB"
     assert env["STABLE_DIFFUSION_REPO"] == "http://mirror.invalid/stablediffusion.git"
 
 

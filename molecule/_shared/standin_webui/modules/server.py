@@ -20,12 +20,14 @@ import secrets
 import socket
 import threading
 import time
+import struct
 import urllib.parse
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from modules import cmd_args, sysinfo
+from modules import cmd_args, devices, launch_utils, sysinfo
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
 COOKIE_NAME = "access-token"
@@ -336,7 +338,7 @@ class Handler(BaseHTTPRequestHandler):
     def sdapi(self, route: str) -> None:
         """The /sdapi/v1 routes the stand-in implements."""
         known = {("GET", "sd-models"), ("GET", "cmd-flags"), ("POST", "refresh-checkpoints"),
-                 ("GET", "options"), ("POST", "options")}
+                 ("GET", "options"), ("POST", "options"), ("GET", "memory"), ("POST", "txt2img")}
         if (self.command, route) not in known:
             if route in {r for _m, r in known}:
                 self.send_json(405, {"detail": "Method Not Allowed"})
@@ -353,10 +355,39 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, None)
         elif route == "cmd-flags":
             self.send_json(200, cmd_args.flags_response(app.args))
+        elif route == "memory":
+            self.send_json(200, memory_response(devices.current_device(launch_utils.gpu_available())))
+        elif route == "txt2img":
+            self.txt2img()
         elif self.command == "GET":
             self.send_json(200, app.read_options())
         else:
             self.post_options()
+
+    def txt2img(self) -> None:
+        """POST /sdapi/v1/txt2img: a blank PNG of the asked size, or the real errors (no checkpoint, or a CUDA device
+        the installed torch has no kernels for: the first kernel of a generation fails)."""
+        try:
+            body = json.loads(self.read_body() or b"{}")
+            width, height = int(body.get("width", 512)), int(body.get("height", 512))
+        except (ValueError, TypeError, AttributeError) as exc:
+            self.send_json(422, {"detail": f"invalid request: {exc}"})
+            return
+        if not self.app.checkpoints.models:
+            self.api_error(500, "FileNotFoundError", "", "No checkpoints found. When searching for checkpoints, "
+                                                           "looked at: models/Stable-diffusion")
+            return
+        device = devices.current_device(launch_utils.gpu_available())
+        on_cpu = "all" in (self.app.args.use_cpu or [])
+        if device is not None and not on_cpu and not devices.has_kernels(devices.torch_arch_flags(),
+                                                                         device["compute_cap"]):
+            self.api_error(500, "RuntimeError", "", devices.NO_KERNEL)
+            return
+        image = base64.b64encode(blank_png(max(1, min(width, 2048)), max(1, min(height, 2048)))).decode()
+        self.send_json(200, {"images": [image], "parameters": body,
+                             "info": json.dumps({"prompt": body.get("prompt", ""), "steps": body.get("steps", 20),
+                                                 "width": width, "height": height,
+                                                 "device": device["name"] if device and not on_cpu else "cpu"})})
 
     def post_options(self) -> None:
         """POST /sdapi/v1/options: merge keys into config.json, refused with --freeze-settings."""
@@ -385,6 +416,31 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (stdlib name)
         """POST."""
         self.route()
+
+
+def memory_response(device: dict[str, Any] | None) -> dict[str, Any]:
+    """/sdapi/v1/memory as the real one answers it: RAM, and CUDA memory of the process's device 0 (torch's
+    mem_get_info is the whole device: total = the GPU's memory) or {'error': 'unavailable'}."""
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle if line.split()[1:2]}
+    ram = {"free": info.get("MemAvailable", 0), "used": info.get("MemTotal", 0) - info.get("MemAvailable", 0),
+           "total": info.get("MemTotal", 0)}
+    if device is None:
+        return {"ram": ram, "cuda": {"error": "unavailable"}}
+    total = device["memory_mib"] * 1024 * 1024
+    zero = {"current": 0, "peak": 0}
+    return {"ram": ram, "cuda": {"system": {"free": total, "used": 0, "total": total}, "active": zero,
+                                 "allocated": zero, "reserved": zero, "inactive": zero,
+                                 "events": {"retries": 0, "oom": 0}}}
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A grey RGB PNG of ``width`` x ``height`` (the stand-in generates no images)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + b"\x80" * (3 * width) for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 class Server(ThreadingHTTPServer):
