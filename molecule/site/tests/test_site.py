@@ -151,6 +151,15 @@ def test_the_allow_list_keeps_other_hosts_out():
 
 
 @only("site-dual")
+def test_dual_instances_compute_on_their_own_gpus(host):
+    """The health gate's GPU check passed (CUDA memory = the GPU's, a 1-step txt2img with the placed checkpoint);
+    the same answers, read again on each instance's backend port."""
+    for backend in (27860, 27861):
+        status, body = http(host, f"http://127.0.0.1:{backend}/sdapi/v1/memory")
+        assert status == 200 and json.loads(body)["cuda"]["system"]["total"] == 16380 * 1024 * 1024, body
+
+
+@only("site-dual")
 def test_dual_api_needs_its_own_login_at_the_front_door(host):
     for port in (7860, 7861):
         assert http(host, f"https://127.0.0.1:{port}/sdapi/v1/sd-models")[0] == 401
@@ -181,6 +190,8 @@ def test_mirror_serves_git_pip_torch_and_models(host):
         assert status == 200 and ".whl" in body, project
     status, body = http(host, "http://127.0.0.1:8080/torch/cu121/torch/")
     assert status == 200 and "torch-2.1.2" in body
+    # only the builds its hosts chose: all three GPU boxes run v1.10.1's cu121, none the cpu build
+    assert host.run("ls /srv/sdfleet-mirror/torch").stdout.split() == ["cu121"]
     assert host.file("/srv/sdfleet-mirror/files/tiny-v1.safetensors").sha256sum == \
         PINS["files"]["tiny-v1.safetensors"]["sha256"]
 

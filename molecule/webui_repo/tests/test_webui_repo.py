@@ -76,6 +76,19 @@ def test_venv_has_the_requirements_and_the_right_torch(host):
     assert py.stdout.split() == ["1.16.0", "2.1.2+" + build, "24.1"]
 
 
+def test_an_older_torch_in_the_venv_was_replaced_by_the_pinned_one(host):
+    """The cpu host's venv held torch 2.0.1 (prepare): the install run got --reinstall-torch, and the old
+    distributions are gone."""
+    if name(host) != "cpu":
+        pytest.skip("only the cpu host's venv held an older torch")
+    log = host.file("/var/log/sd-webui/install.log").content_string
+    assert "launch.py --exit --skip-torch-cuda-test --reinstall-torch" in log
+    assert "Installing torch and torchvision" in log
+    site = host.check_output(DIR + "/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'")
+    assert not host.file(f"{site}/torch-2.0.1.dist-info").exists
+    assert not host.file(f"{site}/torchvision-0.15.2.dist-info").exists
+
+
 def test_venv_has_clip_from_the_mirror_and_xformers_where_a_gpu_wants_it(host):
     deps_host(host)
     py = host.run(DIR + "/venv/bin/python -c 'import importlib.metadata as m, importlib.util as u; "
