@@ -34,6 +34,12 @@ def captured(name: str, index: int = 0) -> dict:
     return gpus[index].as_dict() if hasattr(gpus[index], "as_dict") else dict(vars(gpus[index]))
 
 
+def device_run() -> dict:
+    """The H100 of the real GPU run (tests/fixtures/nvidia-smi-device: a lent machine, driver 580.159.04)."""
+    text = (ROOT / "tests/fixtures/nvidia-smi-device/query-h100-80gb-hbm3-driver580.csv").read_text(encoding="utf-8")
+    return smi.parse_query_csv(text, smi.QUERY_FIELDS)[0].as_dict()
+
+
 def made(name: str, mib: int, cap: str) -> dict:
     """A GPU record MADE from NVIDIA's published values (no capture of this card exists here)."""
     return {"index": 0, "name": name, "memory_total_mib": mib, "driver_version": DRIVER, "uuid": None,
@@ -55,7 +61,7 @@ CARDS = {
     "sm_75": (lambda: captured("table-tesla-t4-driver440.txt"), "7.5"),              # Tesla T4
     "sm_86": (lambda: captured("table-2x-rtx3090-driver560.txt"), "8.6"),            # RTX 3090
     "sm_89": (lambda: captured("csv-rtx4080super-allfields.txt"), "8.9"),            # RTX 4080 SUPER (reported)
-    "sm_90": (lambda: captured("csv-h100-80gb-allfields.txt"), "9.0"),               # H100 (reported)
+    "sm_90": (device_run, "9.0"),                                                     # H100, a real device run
     "sm_100": (lambda: made("NVIDIA B200", 183359, "10.0"), "10.0"),                 # MADE: no capture
     "sm_120": (lambda: made("NVIDIA GeForce RTX 5090", 32607, "12.0"), "12.0"),      # MADE: no capture
 }
@@ -71,6 +77,14 @@ EXPECTED = {
     "sm_100": ("torch_build_unsupported", "cu128"),
     "sm_120": ("torch_build_unsupported", "cu128"),
 }
+
+
+def test_the_real_h100_run_with_its_own_driver():
+    """The device run's own driver (580.159.04, CUDA 13.0) and UUID: cu121 for v1.10.1, cu128 for dev."""
+    gpu = device_run()
+    plans = {v: tb.torch_plan(host(gpu, driver=gpu["driver_version"]), v) for v in ("v1.10.1", "dev")}
+    assert {v: p["torch"]["build"] for v, p in plans.items()} == {"v1.10.1": "cu121", "dev": "cu128"}
+    assert plans["dev"]["gpus"][0]["uuid"] == "GPU-2f339f61-6bf7-2e57-c0b3-05f02d35191e"
 
 
 @pytest.mark.parametrize("sm", sorted(CARDS, key=lambda s: int(s[3:])))
