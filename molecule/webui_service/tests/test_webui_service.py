@@ -267,6 +267,7 @@ def test_multi_instance_gpu_port_and_tier(host, index, port, tier_flag, other):
     assert "--lowvram" not in argv
     env = environ(host, pid)
     assert env["CUDA_VISIBLE_DEVICES"] == UUIDS[index] and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert env["STABLE_DIFFUSION_REPO"] == "http://mirror.invalid/stablediffusion.git"
     # the plan's flags as given: the A100 record's --opt-channelslast (no table of the role's own adds it)
     assert ("--opt-channelslast" in argv) == (index == 1)
     # the health gate's GPU check: the instance's own CUDA memory is its GPU's (7981 / 40960 MiB)
@@ -280,7 +281,6 @@ def test_multi_host_an_index_alone_would_name_the_other_card(host):
     probe = ("import sys; sys.path.insert(0, '/opt/sd-webui'); from modules import devices; "
              "print(devices.cuda_devices(devices.nvidia_gpus(), {'CUDA_VISIBLE_DEVICES': '0'})[0]['name'])")
     assert host.check_output(f"python3 -c {shlex.quote(probe)}") == "NVIDIA A100-SXM4-40GB"
-    assert env["STABLE_DIFFUSION_REPO"] == "http://mirror.invalid/stablediffusion.git"
 
 
 @only("webui_service-multi")
