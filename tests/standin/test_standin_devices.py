@@ -56,61 +56,58 @@ def stub_torch(tmp_path: Path, variant: str) -> str:
     return str(root)
 
 
-def devices_seen(tmp_path: Path, *gpus: dict, **env: str) -> list[str]:
-    import os  # noqa: PLC0415
-    host = fake_host(tmp_path, *gpus)
-    saved = {k: os.environ.get(k) for k in host}
-    os.environ.update(host)
-    try:
+@pytest.fixture
+def on_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Factory: point this process at the fake nvidia-smi answering these GPUs (PATH and its config)."""
+    def _on(*gpus: dict) -> Path:
+        host = fake_host(tmp_path, *gpus)
+        for key, value in host.items():
+            monkeypatch.setenv(key, value)
+        return Path(host["FAKE_NVIDIA_SMI_CONFIG"])
+    return _on
+
+
+@pytest.fixture
+def devices_seen(on_host):
+    """Factory: the names of the CUDA devices a process with ``env`` sees on a host with these GPUs."""
+    def _seen(*gpus: dict, **env: str) -> list[str]:
+        on_host(*gpus)
         return [d["name"] for d in devices.cuda_devices(devices.nvidia_gpus(), env)]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return _seen
 
 
-def test_cuda_default_order_is_fastest_first_not_nvidia_smis(tmp_path: Path) -> None:
-    assert devices_seen(tmp_path, SLOW, FAST) == ["GeForce RTX 2070", "GeForce GTX 750 Ti"]
-    assert devices_seen(tmp_path, SLOW, FAST, CUDA_DEVICE_ORDER="PCI_BUS_ID") == ["GeForce GTX 750 Ti",
+def test_cuda_default_order_is_fastest_first_not_nvidia_smis(devices_seen) -> None:
+    assert devices_seen(SLOW, FAST) == ["GeForce RTX 2070", "GeForce GTX 750 Ti"]
+    assert devices_seen(SLOW, FAST, CUDA_DEVICE_ORDER="PCI_BUS_ID") == ["GeForce GTX 750 Ti",
                                                                                    "GeForce RTX 2070"]
 
 
-def test_an_index_alone_names_the_other_card(tmp_path: Path) -> None:
+def test_an_index_alone_names_the_other_card(devices_seen) -> None:
     """nvidia-smi's index 0 is the 750 Ti; CUDA_VISIBLE_DEVICES=0 without the bus order gets the 2070."""
-    assert devices_seen(tmp_path, SLOW, FAST, CUDA_VISIBLE_DEVICES="0") == ["GeForce RTX 2070"]
-    assert devices_seen(tmp_path, SLOW, FAST, CUDA_VISIBLE_DEVICES="0",
+    assert devices_seen(SLOW, FAST, CUDA_VISIBLE_DEVICES="0") == ["GeForce RTX 2070"]
+    assert devices_seen(SLOW, FAST, CUDA_VISIBLE_DEVICES="0",
                         CUDA_DEVICE_ORDER="PCI_BUS_ID") == ["GeForce GTX 750 Ti"]
 
 
-def test_a_uuid_names_the_card_in_any_order(tmp_path: Path) -> None:
+def test_a_uuid_names_the_card_in_any_order(devices_seen) -> None:
     for order in ({}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}):
-        assert devices_seen(tmp_path, SLOW, FAST, CUDA_VISIBLE_DEVICES=SLOW["uuid"], **order) == ["GeForce GTX 750 Ti"]
-    assert devices_seen(tmp_path, SLOW, FAST, CUDA_VISIBLE_DEVICES="GPU-2070") == ["GeForce RTX 2070"]  # prefix
+        assert devices_seen(SLOW, FAST, CUDA_VISIBLE_DEVICES=SLOW["uuid"], **order) == ["GeForce GTX 750 Ti"]
+    assert devices_seen(SLOW, FAST, CUDA_VISIBLE_DEVICES="GPU-2070") == ["GeForce RTX 2070"]  # prefix
 
 
-def test_a_table_only_driver_still_lists_its_gpus(tmp_path: Path) -> None:
+def test_a_table_only_driver_still_lists_its_gpus(on_host) -> None:
     """The fake answers a table capture's --query-gpu like a driver without it: the table is read instead."""
-    import os  # noqa: PLC0415
-    host = fake_host(tmp_path)
-    Path(host["FAKE_NVIDIA_SMI_CONFIG"]).write_text(json.dumps({
+    on_host().write_text(json.dumps({
         "capture": str(Path(__file__).resolve().parents[1] / "fixtures/nvidia-smi/table-2x-rtx4060ti-16gb.txt")}))
-    saved = {k: os.environ.get(k) for k in host}
-    os.environ.update(host)
-    try:
-        gpus = devices.nvidia_gpus()
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    gpus = devices.nvidia_gpus()
     assert [(g["index"], g["name"], g["memory_mib"], g["pci_bus_id"]) for g in gpus] == [
         ("0", "NVIDIA GeForce RTX 4060 Ti", 16380, "00000000:03:00.0"),
         ("1", "NVIDIA GeForce RTX 4060 Ti", 16380, "00000000:09:00.0")]
 
 
-def test_cuda_stops_at_the_first_invalid_entry(tmp_path: Path) -> None:
-    assert devices_seen(tmp_path, SLOW, FAST, CUDA_VISIBLE_DEVICES="1,7,0") == ["GeForce GTX 750 Ti"]
-    assert devices_seen(tmp_path, SLOW, FAST, CUDA_VISIBLE_DEVICES="") == []
+def test_cuda_stops_at_the_first_invalid_entry(devices_seen) -> None:
+    assert devices_seen(SLOW, FAST, CUDA_VISIBLE_DEVICES="1,7,0") == ["GeForce GTX 750 Ti"]
+    assert devices_seen(SLOW, FAST, CUDA_VISIBLE_DEVICES="") == []
 
 
 @pytest.mark.parametrize("flags,cap,runs", [(["sm_50", "sm_86"], "8.9", True), (["sm_90"], "12.0", False),

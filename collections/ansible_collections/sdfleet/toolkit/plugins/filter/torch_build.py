@@ -3,8 +3,9 @@
 
 * ``torch_plan(sdfleet_gpu, webui_version, pin)``: the GPU plan with each GPU's compute capability filled in and the
   host's build (``torch``), or a refusal state naming the fix.
-* ``torch_mirror_indexes(hosts, hostvars, base)``: ``{build: index URL}`` of the builds those hosts chose: what a
-  fleet mirror downloads (only those).
+* ``torch_index_url(build, cuda_url, cpu_url)``: the index of one build (webui_repo's ``TORCH_INDEX_URL``).
+* ``torch_mirror_indexes(hosts, hostvars, cuda_url, cpu_url)``: ``{build: index URL}`` of the builds those hosts
+  chose: what a fleet mirror downloads (only those).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ try:
 except ImportError:  # pure-Python use without Ansible installed
     AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
 
+from ansible_collections.sdfleet.toolkit.plugins.filter.webui_args import listed_webui_version
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import torch_builds as table
-from ansible_collections.sdfleet.toolkit.plugins.module_utils import webui_flags
 
 DOCUMENTATION = r"""
 name: torch_plan
@@ -78,9 +79,9 @@ def torch_plan(gpu_plan: Mapping[str, Any], webui_version: str = table.DEFAULT_W
                                                                               gpu.get("compute_cap"))
         gpus.append(gpu)
     plan["gpus"] = gpus
-    commits = {version: source.get("commit", "") for version, source in webui_flags.SOURCES.items()}
-    choice = table.choose_build(gpus if plan.get("tier") != "cpu" else [], str(plan.get("driver_version") or ""),
-                                str(webui_version or ""), pin if plan.get("tier") != "cpu" else "auto", commits)
+    cpu = plan.get("tier") == "cpu"
+    choice = table.choose_build([] if cpu else gpus, str(plan.get("driver_version") or ""),
+                                listed_webui_version(webui_version), "auto" if cpu else pin)
     if choice["state"] != "ok":
         plan.update({"state": choice["state"], "message": choice["message"], "tier": None, "flags": []})
         return plan
@@ -95,15 +96,18 @@ def _attention_fallback(plan: dict[str, Any]) -> None:
     xformers_flags = plan["torch"].get("xformers_arch_flags")
     if xformers_flags is None:
         return
+    def sdp(flags: list[str]) -> list[str]:
+        return ["--opt-sdp-attention" if f == "--xformers" else f for f in flags]
+
     swapped = False
     for gpu in plan["gpus"]:
         if "--xformers" in (gpu.get("flags") or []) and not table.build_runs(xformers_flags, gpu["compute_cap"]):
-            gpu["flags"] = ["--opt-sdp-attention" if f == "--xformers" else f for f in gpu["flags"]]
+            gpu["flags"] = sdp(gpu["flags"])
             gpu["attention_note"] = (f"xformers {plan['torch']['xformers']} has no kernels for "
                                      f"sm_{gpu['compute_cap'].replace('.', '')}: SDP attention instead")
             swapped = True
     if swapped:
-        plan["flags"] = ["--opt-sdp-attention" if f == "--xformers" else f for f in plan.get("flags") or []]
+        plan["flags"] = sdp(plan.get("flags") or [])
 
 
 def torch_index_url(build: str, cuda_url: str, cpu_url: str) -> str:
@@ -127,8 +131,9 @@ def torch_mirror_indexes(hosts: Sequence[str], hostvars: Mapping[str, Any], cuda
 
 
 class FilterModule:
-    """sdfleet.toolkit.torch_plan and sdfleet.toolkit.torch_mirror_indexes."""
+    """sdfleet.toolkit.torch_plan, torch_index_url and torch_mirror_indexes."""
 
     def filters(self) -> dict[str, Any]:
         """Filter name -> function."""
-        return {"torch_plan": torch_plan, "torch_mirror_indexes": torch_mirror_indexes}
+        return {"torch_plan": torch_plan, "torch_index_url": torch_index_url,
+                "torch_mirror_indexes": torch_mirror_indexes}

@@ -153,6 +153,19 @@ def _tokens(extra_args: Union[str, Sequence[Any], None]) -> list[str]:
     return out
 
 
+def listed_webui_version(webui_version: str = "") -> Optional[str]:
+    """The version of ``WEBUI_VERSIONS`` that ``webui_version`` names: itself, or the one whose commit it is
+    (7+ hex digits); empty means ``DEFAULT_WEBUI_VERSION``; None for any other ref (a branch, another tag)."""
+    ref = str(webui_version or "").strip() or DEFAULT_WEBUI_VERSION
+    if ref in upstream.FLAGS:
+        return ref
+    if re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+        for version, source in upstream.SOURCES.items():
+            if source.get("commit", "").startswith(ref.lower()):
+                return version
+    return None
+
+
 def webui_flag_specs(webui_version: str = "") -> tuple[str, dict[str, FlagSpec]]:
     """``(label, {flag: spec})`` of the real parser of ``webui_version``.
 
@@ -160,13 +173,10 @@ def webui_flag_specs(webui_version: str = "") -> tuple[str, dict[str, FlagSpec]]
     ``DEFAULT_WEBUI_VERSION``. Another ref (a branch, another tag or commit) gets the flags of all known
     versions together: typos are still caught, and the health gate catches a flag that version lacks.
     """
-    ref = str(webui_version or "").strip() or DEFAULT_WEBUI_VERSION
-    if ref in upstream.FLAGS:
-        return ref, dict(upstream.FLAGS[ref])
-    if re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
-        for version, source in upstream.SOURCES.items():
-            if source.get("commit", "").startswith(ref.lower()):
-                return version, dict(upstream.FLAGS[version])
+    version = listed_webui_version(webui_version)
+    if version is not None:
+        return version, dict(upstream.FLAGS[version])
+    ref = str(webui_version or "").strip()
     union: dict[str, FlagSpec] = {}
     for version in WEBUI_VERSIONS:  # oldest first: the newest spec of a flag wins
         union.update(upstream.FLAGS[version])

@@ -96,11 +96,11 @@ def webui_gpu_problems(instances: Sequence[Mapping[str, Any]], memory_results: S
         answer = memory.get(instance.get("index"))
         if answer is None:
             continue
-        cuda = ((answer.get("json") or {}).get("cuda") or {}) if answer.get("status") == 200 else {}
         if answer.get("status") != 200:
             problems.append(f"{label}: /sdapi/v1/memory answered HTTP {answer.get('status')} "
                             f"({answer.get('msg', '')}); the webui's API must answer for the GPU check.")
             continue
+        cuda = (answer.get("json") or {}).get("cuda") or {}
         if "error" in cuda or "system" not in cuda:
             problems.append(f"{label}: the webui sees no CUDA device ({cuda.get('error', 'no answer')}). Check that "
                             "the service user can use the GPU (nvidia-smi, /dev/nvidia*), that the unit's "

@@ -94,16 +94,11 @@ class TorchBuildError(ValueError):
     """A value the table cannot use; the message names the variable and the fix."""
 
 
-def webui_torch_row(webui_version: str, commits: Optional[dict[str, str]] = None) -> tuple[str, dict[str, Any]]:
-    """``(label, row)`` of ``webui_version``: a listed version, the commit of one (``commits``: version -> commit),
-    else the ``DEFAULT_WEBUI_VERSION`` row (the table sets TORCH_COMMAND, so that is what the host installs)."""
-    ref = str(webui_version or "").strip() or DEFAULT_WEBUI_VERSION
-    if ref in WEBUI_TORCH:
-        return ref, WEBUI_TORCH[ref]
-    if re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
-        for version, commit in (commits or {}).items():
-            if commit.startswith(ref.lower()) and version in WEBUI_TORCH:
-                return version, WEBUI_TORCH[version]
+def webui_torch_row(version: Optional[str]) -> tuple[str, dict[str, Any]]:
+    """``(label, row)`` of a listed webui ``version``; None (a ref no listed version is) gets the
+    ``DEFAULT_WEBUI_VERSION`` row (the table sets TORCH_COMMAND, so that is what the host installs)."""
+    if version in WEBUI_TORCH:
+        return str(version), WEBUI_TORCH[str(version)]
     return DEFAULT_WEBUI_VERSION, WEBUI_TORCH[DEFAULT_WEBUI_VERSION]
 
 
@@ -192,20 +187,21 @@ def _versions_that_serve(gpus: list[dict[str, Any]], driver: str) -> list[str]:
             if any(not _usable(row["torch"], build, gpus, driver) for build in row["builds"])]
 
 
-def choose_build(gpus: list[dict[str, Any]], driver: str, webui_version: str, pin: str = "auto",
-                 commits: Optional[dict[str, str]] = None) -> dict[str, Any]:
+def choose_build(gpus: list[dict[str, Any]], driver: str, webui_version: Optional[str],
+                 pin: str = "auto") -> dict[str, Any]:
     """The torch build of one host: ``{"state": "ok", "torch": build_record}`` or ``{"state": <refusal>, "message"}``.
 
     ``gpus``: the host's GPU records, each with ``index``, ``name`` and ``compute_cap`` (``"X.Y"``, or None when
-    unknown); an empty list means a CPU host. ``pin``: ``auto`` or a build name (``nvidia_check_torch_build``).
+    unknown); an empty list means a CPU host. ``webui_version``: a listed version, or None for a ref that is none
+    (see ``webui_torch_row``). ``pin``: ``auto`` or a build name (``nvidia_check_torch_build``).
     Refusals: ``torch_build_unknown`` (a pin the version has no build of), ``torch_build_unsupported`` (no single
     build runs every GPU, or the pinned one does not), ``compute_cap_unknown``, ``driver_too_old``.
     """
-    label, row = webui_torch_row(webui_version, commits)
+    label, row = webui_torch_row(webui_version)
     torch_version = row["torch"]
     if not gpus:
         return {"state": "ok", "message": "", "torch": build_record(torch_version, CPU_BUILD, row)}
-    known = [b for b in row["builds"]]
+    known = row["builds"]
     if pin != "auto" and pin not in known:
         return {"state": "torch_build_unknown",
                 "message": (f"nvidia_check_torch_build: {pin!r} is not a CUDA build of torch {torch_version} "
