@@ -48,8 +48,9 @@ lint: venv ## yamllint + ansible-lint (production profile)
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
 
-unit: venv ## pytest: plugin unit tests, stand-in webui, mirror fixture
+unit: venv ## pytest: plugin unit tests, stand-in webui, mirror fixture; the READMEs' refused-input tables match
 	$(BIN)/pytest -q
+	$(BIN)/python scripts/refusal_table.py --check --min 200
 
 molecule: venv images fixture real-fixture ## Every molecule scenario
 	scripts/run_molecule.sh

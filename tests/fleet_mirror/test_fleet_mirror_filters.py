@@ -7,12 +7,14 @@ import importlib.util
 import io
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 
 import pytest
+from refusal_catalog import refused
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 UPSTREAM = pathlib.Path(os.environ.get("SDFLEET_UPSTREAM", ROOT.parent / "shared" / "upstream"))
@@ -195,3 +197,63 @@ def test_seed_plan_copies_new_changed_missing_and_unrecorded_files():
         ["files/m.bin", "simple/six/six.whl", "torch/cpu/t.whl"]
     # no record (first controller seed over an existing tree): everything goes through the copy's own checksums
     assert len(fm.fleet_mirror_seed_plan(CONTROLLER, mirror, "")["files"]) == 3
+
+
+# -- models: stored by sha256, entries refused by name ----------------------------------------------------------
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+def mvar(index, key: str = "") -> str:
+    suffix = (f"[{index}]" if index is not None else "") + (f".{key}" if key else "")
+    return f"sdfleet_model_list{suffix} (fleet_mirror_models{suffix})"
+
+
+def test_models_are_stored_by_sha256_without_name_collisions():
+    models = [{"name": "a", "url": "https://one.invalid/x/model.safetensors", "sha256": SHA_A},
+              {"name": "b", "url": "https://two.invalid/y/model.safetensors", "sha256": "SHA256:" + SHA_B.upper(),
+               "filename": "renamed.safetensors"},
+              {"name": "a-again", "url": "https://three.invalid/model.safetensors", "sha256": SHA_A},
+              {"name": "unverified", "url": "https://h/u.pt"},
+              {"name": "gone", "url": "https://h/g.pt", "sha256": SHA_B, "state": "absent"},
+              {"name": "local", "src": "files/l.pt"}]
+    recs = fm.fleet_mirror_models(models)
+    assert [(r["name"], r["path"], r["index"]) for r in recs] == [
+        ("a", f"files/sha256/{SHA_A}", 0), ("b", f"files/sha256/{SHA_B}", 1)]
+
+
+def test_model_records_never_carry_credentials():
+    (rec,) = fm.fleet_mirror_models([{"name": "gated", "url": "https://user:hf_s3cret@hub.invalid/m.pt",
+                                      "sha256": SHA_A}])
+    assert "hf_s3cret" not in repr(rec) and rec["url"] == "https://***@hub.invalid/m.pt"
+    assert rec["path"] == f"files/sha256/{SHA_A}"
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("url", ["https://h/a.pt"], ["not a string"]),
+    ("url", 5, ["not a string"]),
+    ("url", "ftp://h/a.pt", ["not http(s)"]),
+    ("url", "ftp://user:s3cret@h/a.pt", ["not http(s)", "***@h"]),
+    ("sha256", 123, ["not a string"]),
+    ("sha256", "abc", ["64 hex"]),
+    ("sha256", "z" * 64, ["64 hex"]),
+    ("name", ["n"], ["not a string"]),
+    ("state", "maybe", ["present or absent"]),
+    ("state", True, ["not a string"]),
+])
+def test_bad_model_entries_refused(key, value, words):
+    item = dict({"name": "m", "url": "https://h/m.pt", "sha256": SHA_A}, **{key: value})
+    msg = refused("fleet_mirror", mvar(0, key), item, fm.fleet_mirror_model_problems([item]), expect=words)
+    assert "s3cret" not in msg
+    with pytest.raises(fm.FleetMirrorError, match=re.escape(mvar(0, key))):
+        fm.fleet_mirror_models([item])
+
+
+@pytest.mark.parametrize("models", [{"a": 1}, "https://h/m.pt"])
+def test_model_list_not_a_list_refused(models):
+    refused("fleet_mirror", "sdfleet_model_list (fleet_mirror_models)", models, fm.fleet_mirror_model_problems(models),
+            expect=["not a list"])
+
+
+@pytest.mark.parametrize("entry", ["https://h/m.pt", 7])
+def test_model_entry_not_a_mapping_refused(entry):
+    refused("fleet_mirror", mvar(0), [entry], fm.fleet_mirror_model_problems([entry]), expect=["not a mapping"])

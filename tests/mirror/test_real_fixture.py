@@ -48,8 +48,10 @@ def test_inputs_take_each_versions_own_torch_and_xformers_pins():
 @pytest.mark.parametrize("version", rw.VERSIONS)
 def test_lock_pins_the_versions_torch_and_the_source_only_packages(version):
     pins = {name.lower(): ver for name, ver, digest in rw.locked(version) if len(digest) == 64}
-    torch = {"v1.10.1": ("2.1.2", "0.16.2"), "dev": ("2.7.0", "0.22.0")}[version]
+    torch = {"v1.9.4": ("2.1.2", "0.16.2"), "v1.10.1": ("2.1.2", "0.16.2"), "dev": ("2.7.0", "0.22.0")}[version]
     assert (pins["torch"], pins["torchvision"]) == torch
+    # v1.9.4 and v1.10.1 differ in spandrel (requirements_versions.txt): what the update test installs
+    assert pins["spandrel"] == {"v1.9.4": "0.1.6"}.get(version, "0.3.4")
     assert pins["jsonmerge"] == "1.8.0" and pins["antlr4-python3-runtime"] == "4.9.3"  # sdists only on PyPI
     assert pins["setuptools"] == "69.5.1"
     assert len(rw.locked(version)) == len(pins), "every locked file has a name, a version and a sha256"

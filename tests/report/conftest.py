@@ -11,6 +11,9 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
 
+# A fake token in a source and a failure message: the report must show neither.
+REPORT_TOKEN = "rep-T0ken-8086"
+
 # Three GPU hosts and a mirror: one serving two instances (with public URLs that differ from its own),
 # one serving one instance that did not answer the probe, one failed in the gpu stage, one never reached.
 HOST_VARS: dict[str, dict] = {
@@ -54,14 +57,16 @@ HOST_VARS: dict[str, dict] = {
                                "flags": ["--lowvram", "--upcast-sampling"]}],
         "sdfleet_health": {0: "HTTP 502"},
         "sdfleet_webui": {"version": "v1.10.1", "commit": "82a973c04367123ae98bd9abdf80d9eda9b910e2",
-                          "source": "https://github.com/AUTOMATIC1111/stable-diffusion-webui.git"},
+                          # credentials in a source (REPORT_TOKEN): the report shows them redacted
+                          "source": "https://ci:" + REPORT_TOKEN + "@git.example.org/sd/stable-diffusion-webui.git"},
         "sdfleet_models": [],
     },
     "gpu-broken": {
         "sdfleet_gpu": {"state": "driver_mismatch", "tier": "cpu", "gpus": [],
                         "message": "Driver/library version mismatch: reboot the host to load the new driver."},
         "sdfleet_failure": {"stage": "gpu", "task": "Refuse an unusable GPU",
-                            "message": "nvidia_check: driver_mismatch: Failed to initialize NVML",
+                            "message": "nvidia_check: driver_mismatch: Failed to initialize NVML (pip index "
+                                       "https://ci:" + REPORT_TOKEN + "@pypi.example.org/simple/)",
                             "remediation": "Driver/library version mismatch: reboot the host to load the new driver."},
     },
     "gpu-gone": {},

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import HOST_VARS
+from conftest import HOST_VARS, REPORT_TOKEN
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if pathlib.Path("/usr/bin/chromium").exists() else None)
 BAD_VALUES = re.compile(r"\b(None|undefined|null|nan)\b|\{\{|\}\}|\{%")
@@ -130,6 +130,15 @@ def test_markdown_has_no_missing_values(report_dir: pathlib.Path) -> None:
     assert not re.search(r"\|[ \t]*\|", body), "an empty Markdown cell"
     for url in _expected_urls():
         assert f"<{url}>" in text
+
+
+def test_credentials_in_urls_are_redacted_in_every_format(report_dir: pathlib.Path) -> None:
+    """A credentialed webui source and a failure message carrying a credentialed URL: hidden in html and md."""
+    for name in ("fleet-report.html", "fleet-report.md"):
+        text = (report_dir / name).read_text(encoding="utf-8")
+        assert REPORT_TOKEN not in text, f"a credential reached {name}"
+        assert "https://***@git.example.org/sd/stable-diffusion-webui.git" in text, name
+        assert "https://***@pypi.example.org/simple/" in text, name
 
 
 def test_both_files_open_with_the_managed_header(report_dir: pathlib.Path) -> None:

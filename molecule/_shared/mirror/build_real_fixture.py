@@ -7,7 +7,9 @@ From the real trees in ../shared/upstream/ (never copied into the repo) and the 
 (real_wheels.py, downloaded into a cache outside the clone), it writes:
 
     git/AUTOMATIC1111/stable-diffusion-webui.git   v1.9.4 -> v1.10.1 -> dev on one history; annotated tags v1.9.4,
-                                                   v1.10.1; master = v1.10.1, dev = the dev tree
+                                                   v1.10.1; master = v1.10.1, dev = the dev tree; tag
+                                                   sdfleet-test-broken on top of v1.10.1 (webui.py exits at
+                                                   start: the update rollback test's bad release)
     git/<owner>/<repo>.git                         the five sub-repositories (one commit: the pinned tree) and the
                                                    two extensions (sd-dynamic-prompts tagged v2.9.1), at GitHub's
                                                    owner/name (stablediffusion under w-e-w: Stability-AI's is gone)
@@ -48,6 +50,8 @@ SKIP_RC = 3
 WEBUI = "AUTOMATIC1111/stable-diffusion-webui"
 WEBUI_HISTORY = ("v1.9.4", "v1.10.1", "dev")  # one branch, oldest first
 WEBUI_TAGS = ("v1.9.4", "v1.10.1")
+BROKEN_TAG = "sdfleet-test-broken"  # a release that fails its health gate (the update rollback test)
+BROKEN_MESSAGE = "sdfleet test fixture: this release is broken on purpose (webui.py exits at start)"
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,17 @@ def build_webui(upstream: Path, entries: list[dict[str, object]], git_dir: Path,
         commits[ref] = parent
         if ref in WEBUI_TAGS:
             tag_objects[ref] = bf.annotated_tag(repo, ref, parent, when)
+    # The update test's bad release: v1.10.1's tree whose webui.py exits at import, tagged on top of v1.10.1
+    # (on no branch). Made here, in build/, from the archive; never stored in the repository.
+    item = entry(entries, "stable-diffusion-webui", "v1.10.1")
+    tree = unpack(upstream / str(item["archive"]), scratch / "tree")
+    webui_py = tree / "webui.py"
+    webui_py.write_text(f"raise SystemExit({BROKEN_MESSAGE!r})\n" + webui_py.read_text(encoding="utf-8"),
+                        encoding="utf-8")
+    when = int(item["committed"]) + 60  # type: ignore[arg-type]
+    commits[BROKEN_TAG] = bf.commit(repo, tree, f"{BROKEN_TAG}: v1.10.1 whose webui.py exits at start", when,
+                                    commits["v1.10.1"], scratch)
+    tag_objects[BROKEN_TAG] = bf.annotated_tag(repo, BROKEN_TAG, commits[BROKEN_TAG], when)
     bf.set_ref(repo, "refs/heads/master", commits["v1.10.1"])
     bf.set_ref(repo, "refs/heads/dev", commits["dev"])
     bf.git("update-server-info", env=bf.git_env(GIT_DIR=str(repo)))

@@ -43,7 +43,7 @@ LOCK_DIR = HERE / "real-locks"
 UPSTREAM = Path(os.environ.get("SDFLEET_UPSTREAM", REPO_ROOT.parent / "shared" / "upstream"))
 CACHE = Path(os.environ.get("SDFLEET_CACHE", Path.home() / ".cache" / "sdfleet"))
 PYPI = "https://pypi.org/simple"
-VERSIONS = ("v1.10.1", "dev")
+VERSIONS = ("v1.9.4", "v1.10.1", "dev")
 EXTENSIONS = ("sd-dynamic-prompts-v2.9.1.tar.gz",)
 BUILD_PINS = ("setuptools==69.5.1", "wheel")  # CLIP's setup.py imports pkg_resources (gone in setuptools 81)
 

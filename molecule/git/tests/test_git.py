@@ -32,7 +32,7 @@ def test_bookworm_extra_safe_directory_once(host):
 def test_bookworm_proxies_set(host):
     _only(host, BOOKWORM)
     assert _sysconf(host, "http.proxy") == ["http://proxy.invalid:3128"]
-    assert _sysconf(host, "https.proxy") == ["http://fleet:proxy-secret@proxy.invalid:3128"]
+    assert _sysconf(host, "https.proxy") == ["http://proxy.invalid:3129"]
 
 
 def test_bookworm_rewrite_sends_github_urls_to_the_mirror(host):
@@ -58,8 +58,15 @@ def test_trixie_old_proxies_and_stale_rewrite_removed(host):
     assert _sysconf(host, "https.proxy") == []
     assert _sysconf(host, "url.http://stale-mirror.invalid/.insteadof") == []
     assert "stale-mirror" not in host.file("/etc/gitconfig").content_string
+    assert "old-proxy-secret" not in host.file("/etc/gitconfig").content_string
 
 
 def test_trixie_prompt_file_removed_when_disabled(host):
     _only(host, TRIXIE)
     assert not host.file("/etc/profile.d/sdfleet-git.sh").exists
+
+
+def test_gitconfig_is_world_readable_and_holds_no_credential(host):
+    f = host.file("/etc/gitconfig")
+    assert f.mode & 0o004, "every user's git reads /etc/gitconfig"
+    assert "@" not in f.content_string, f.content_string

@@ -1,4 +1,5 @@
-"""preflight only reads: after converge, idempotence and check, neither host holds anything new."""
+"""preflight (after nvidia_check over a fake nvidia-smi) only reads: after converge, idempotence and check, neither
+host holds anything new."""
 import pytest
 
 # Paths that change without preflight's doing (Ansible's own runtime, the kernel, logs).
@@ -33,3 +34,11 @@ def test_good_host_port_holder_is_our_user(host):
     out = host.run("ss -Hltne 'sport = :7860'")
     uid = out.stdout.split(" uid:")[1].split()[0]
     assert uid == host.run("id -u sdwebui").stdout.strip()
+
+
+def test_bad_host_keeps_its_model_and_both_port_holders(host):
+    # The refusal of instance 1's port and of the models' space read, and left, what they found.
+    if host.backend.get_hostname() != "preflight-bad":
+        pytest.skip("only the bad host holds instance 1's port and a model")
+    assert host.socket("tcp://0.0.0.0:7861").is_listening
+    assert host.file("/var/tmp/models/Stable-diffusion/have.safetensors").content_string == "already here\n"

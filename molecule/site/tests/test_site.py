@@ -192,8 +192,10 @@ def test_mirror_serves_git_pip_torch_and_models(host):
     assert status == 200 and "torch-2.1.2" in body
     # only the builds its hosts chose: all three GPU boxes run v1.10.1's cu121, none the cpu build
     assert host.run("ls /srv/sdfleet-mirror/torch").stdout.split() == ["cu121"]
-    assert host.file("/srv/sdfleet-mirror/files/tiny-v1.safetensors").sha256sum == \
-        PINS["files"]["tiny-v1.safetensors"]["sha256"]
+    # models are stored and served by sha256 (no basename collisions), verified on the way in
+    sha = PINS["files"]["tiny-v1.safetensors"]["sha256"]
+    assert host.file(f"/srv/sdfleet-mirror/files/sha256/{sha}").sha256sum == sha
+    assert not host.file("/srv/sdfleet-mirror/files/tiny-v1.safetensors").exists
 
 
 @only("site-mirror")

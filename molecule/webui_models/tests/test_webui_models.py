@@ -1,6 +1,7 @@
 """webui_models happy path: placement per kind, modes, sources, removal, the fact, one upstream transfer per file."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -52,11 +53,26 @@ def test_dirs_owned_and_not_world_writable(host, sub):
     assert d.is_directory and (d.user, d.mode) == ("sdwebui", 0o755)
 
 
+PARTIAL = "/var/lib/sdfleet/models-partial"
+OLD_VAE = "an older vae\n"
+OLD_VAE_ASIDE = f"{MODELS}/VAE/tiny-vae.safetensors.sdfleet-replaced-" + hashlib.sha256(OLD_VAE.encode()).hexdigest()[:12]
+
+
 def test_nothing_partial_or_staged_left(host):
-    partial = host.file(f"{MODELS}/.sdfleet-partial")
-    assert partial.is_directory and partial.mode == 0o700
-    left = host.run(f"find {MODELS}/.sdfleet-partial -name '*.part' -o -name '*.staged'").stdout.split()
+    partial = host.file(PARTIAL)
+    assert partial.is_directory and (partial.user, partial.mode) == ("root", 0o700)
+    assert not host.file(f"{MODELS}/.sdfleet-partial").exists  # never inside a tree the service user can write
+    left = host.run(f"find {PARTIAL} -name '*.part' -o -name '*.staged'").stdout.split()
     assert left == []
+
+
+def test_different_file_moved_aside_not_lost(host):
+    """The file that was where the VAE goes is next to it, renamed (the webui lists no such extension)."""
+    aside = host.file(OLD_VAE_ASIDE)
+    assert aside.is_file and aside.content_string == OLD_VAE
+    facts = {m["name"]: m for m in json.loads(host.file("/root/sdfleet_models.json").content_string)}
+    assert facts["tiny-vae"]["set_aside"] == [OLD_VAE_ASIDE]
+    assert facts["tiny-v1"]["set_aside"] == []
 
 
 def test_fact_has_the_webui_hashes(host):

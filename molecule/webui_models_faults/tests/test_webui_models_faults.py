@@ -25,8 +25,38 @@ def test_mismatch_kept_the_old_file(host):
 
 
 def test_no_partial_file_left(host):
-    left = host.run(f"find {MODELS}/.sdfleet-partial -name '*.part' -o -name '*.staged'").stdout.split()
+    left = host.run("find /var/lib/sdfleet/models-partial -name '*.part' -o -name '*.staged'").stdout.split()
     assert left == []
+
+
+CANARY = "root:x:0:0:sdfleet canary:/root:/bin/sh\n"
+
+
+def test_planted_link_targets_unchanged(host):
+    """The canary file, its dir and /root: same bytes, owner and mode as prepare left them, nothing added."""
+    f = host.file("/etc/sdfleet-canary/passwd")
+    assert (f.content_string, f.user, f.group, f.mode) == (CANARY, "root", "root", 0o644)
+    d = host.file("/etc/sdfleet-canary")
+    assert (d.user, d.group, d.mode) == ("root", "root", 0o755)
+    assert host.run("ls -A /etc/sdfleet-canary").stdout.split() == ["passwd"]
+    root = host.file("/root")
+    assert (root.user, root.mode) == ("root", 0o700)
+    assert not host.file("/root/tiny-v2.safetensors").exists
+
+
+def test_planted_links_left_as_they_were(host):
+    """Refused, not followed nor replaced: the service user's links and partial dir are still its own."""
+    def owner(path: str) -> str:  # of the link itself (File.user follows it: stat -L)
+        return host.check_output(f"stat -c %U {path}")
+
+    for link, target in (("Lora", "/etc/sdfleet-canary"), ("hypernetworks", "/root")):
+        f = host.file(f"{MODELS}/{link}")
+        assert f.is_symlink and f.linked_to == target and owner(f.path) == "sdwebui", link
+    partial = host.file(f"{MODELS}/.sdfleet-partial")
+    assert partial.is_directory and (partial.user, partial.mode) == ("sdwebui", 0o755)
+    part = host.file(f"{MODELS}/.sdfleet-partial/{FILES['tiny-v2.safetensors']['sha256']}.part")
+    assert part.is_symlink and owner(part.path) == "sdwebui"
+    assert not host.file(f"{MODELS}/Stable-diffusion/planted.safetensors").exists
 
 
 def test_resumed_checkpoint_in_place(host):

@@ -45,6 +45,17 @@ def test_checkout_belongs_to_the_service_user(host):
         assert host.file(path).user == "sdwebui", path
 
 
+def test_the_ownership_fix_never_leaves_the_checkout(host):
+    """The checkout was root's with outputs -> /srv/user-data (root's, outside it): the converge gave the
+    checkout to sdwebui and chowned the link itself, never the tree it points to."""
+    if host.backend.get_hostname() != "webui_repo-cpu":
+        pytest.skip("the cpu host's checkout was handed to root in prepare")
+    link = host.file(DIR + "/outputs")
+    assert link.is_symlink and link.linked_to == "/srv/user-data"
+    for path in ("/srv/user-data", "/srv/user-data/root-file"):
+        assert host.file(path).user == "root" and host.file(path).group == "root", path
+
+
 def test_bundle_was_adopted_and_nothing_lost(host):
     if name(host) != "bundle":
         pytest.skip("only the bundle host had a portable bundle")
@@ -146,3 +157,62 @@ def test_first_start_needs_no_network(host):
                    f"--skip-torch-cuda-test{xformers}")
     assert cmd.rc == 0, cmd.stdout + cmd.stderr
     assert "Installing" not in cmd.stdout and "Cloning" not in cmd.stdout and "Fetching" not in cmd.stdout
+
+
+# -- secrets (the gpu host's sources, pip index and proxies carry credentials: molecule.yml) -----------------------
+SECRETS = ["Git-Secret-7001", "Pip-Secret-7002", "Proxy-Secret-7003", "Blip-Secret-7004"]
+
+
+def _where(text: str, secret: str) -> str:
+    """The lines of ``text`` holding ``secret``, with it redacted (a failure must not print it)."""
+    hits = [line.replace(secret, "<SECRET>")[:300] for line in text.splitlines() if secret in line]
+    return "\n".join(hits[:10])
+
+
+def test_no_secret_in_a_vvv_converge(host):
+    """A real converge of the gpu host at -vvv: no credential of a URL anywhere in its whole output. One more
+    launcher variable changes the install stamp, so the install run (launch.py --exit) is in it too."""
+    if name(host) != "gpu":
+        pytest.skip("only the gpu host's inputs carry credentials")
+    import pathlib
+    import subprocess
+
+    runs_before = host.file("/var/log/sd-webui/install.log").content_string.count("=== sdfleet webui_repo install run")
+    inventory = str(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+    playbook = os.environ["MOLECULE_SCENARIO_DIRECTORY"] + "/converge.yml"
+    done = subprocess.run(["ansible-playbook", "-i", inventory, playbook, "-vvv", "--limit", "webui_repo-gpu",
+                           "-e", '{"webui_repo_environment": {"SDFLEET_VVV_CHECK": "1"}}'],
+                          capture_output=True, text=True, timeout=900, env=dict(os.environ), check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "EXEC" in out, "not a -vvv run"
+    runs_after = host.file("/var/log/sd-webui/install.log").content_string.count("=== sdfleet webui_repo install run")
+    assert runs_after == runs_before + 1, "the install run was not part of the -vvv converge"
+    leaks = {s: _where(out, s) for s in SECRETS if s in out}
+    assert not leaks, "secrets in the -vvv output:\n" + "\n".join(f"{i}: {w}" for i, w in enumerate(leaks.values()))
+
+
+def test_no_secret_in_git_configs_or_world_readable_files(host):
+    if name(host) != "gpu":
+        pytest.skip("only the gpu host's inputs carry credentials")
+    pattern = " ".join(f"-e {s}" for s in SECRETS)
+    cmd = host.run("find /opt/sd-webui /var/log/sd-webui /var/lib/sd-webui /etc /tmp -xdev -type f -perm -o=r "
+                   f"-print0 2>/dev/null | xargs -0 grep -l -F {pattern} 2>/dev/null")
+    assert cmd.stdout.strip() == "", "credentials in world-readable files: " + cmd.stdout
+    configs = host.run("cat /opt/sd-webui/.git/config /opt/sd-webui/repositories/*/.git/config").stdout
+    assert "webui_repo-mirror" in configs and not any(s in configs for s in SECRETS)
+
+
+def test_secrets_live_only_in_the_service_users_private_files(host):
+    if name(host) != "gpu":
+        pytest.skip("only the gpu host's inputs carry credentials")
+    # root's files, readable by the service group only (git's store helper cannot rewrite them)
+    private = host.file("/var/lib/sd-webui/.sdfleet")
+    assert private.is_directory and private.mode == 0o750 and (private.user, private.group) == ("root", "sdwebui")
+    env = host.file("/var/lib/sd-webui/.sdfleet/install.env")
+    assert env.mode == 0o640 and (env.user, env.group) == ("root", "sdwebui")
+    assert "Pip-Secret-7002" in env.content_string
+    names = [line.split("=", 1)[0] for line in env.content_string.splitlines()]
+    assert "PIP_INDEX_URL" in names and "INDEX_URL" not in names, "INDEX_URL would go on pip's command line"
+    store = host.file("/var/lib/sd-webui/.sdfleet/git-credentials")
+    assert store.mode == 0o640 and store.user == "root" and "Blip-Secret-7004" in store.content_string

@@ -434,7 +434,9 @@ def test_health_gate_fails_the_host_with_the_output_then_recovers(host):
     """Last test (it changes the host): an instance that never comes up (its python cannot start) fails the
     host within webui_service_health_timeout, the message carries the instances' output without the
     passwords; the next good converge brings both instances back."""
-    broken = json.dumps({"webui_service_environment": {"SDFLEET_STANDIN_FAKE_CUDA": "1", "PYTHONHOME": "/nonexistent"},
+    # An invalid PYTHONHASHSEED stops Python at start ("Fatal Python error"); PYTHONHOME would do the same but is
+    # refused by preflight now (it loads another standard library into the service).
+    broken = json.dumps({"webui_service_environment": {"SDFLEET_STANDIN_FAKE_CUDA": "1", "PYTHONHASHSEED": "broken"},
                          "webui_service_health_timeout": 15})
     bad = _converge("--limit", "webui_service-multi", "-e", broken)
     out = bad.stdout + bad.stderr
@@ -447,3 +449,43 @@ def test_health_gate_fails_the_host_with_the_output_then_recovers(host):
     assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]
     for port in (7860, 7861):
         assert http(host, f"https://127.0.0.1:{port}/internal/ping")[0] == 200
+
+
+@only("webui_service-script")
+def test_links_planted_by_the_service_user_are_refused_and_root_follows_none(host):
+    """The service user plants links where root writes (its log file, the cache dir, an instance's
+    config.json, a writable dir of the checkout), each aimed at a root-only target. The converge refuses
+    the host before changing anything, naming the links, and no target changes (owner, mode, bytes).
+    With the links gone, the next converge passes again."""
+    targets = ["/etc/sdfleet-canary", "/root/sdfleet-canary-dir"]
+    host.run("install -d -o root -g root -m 0700 /root/sdfleet-canary-dir && "
+             "printf 'root only\\n' > /etc/sdfleet-canary && chmod 0600 /etc/sdfleet-canary")
+
+    def snapshot() -> str:
+        return host.run("stat -c '%n %U %G %a' " + " ".join(targets) + " && sha256sum /etc/sdfleet-canary").stdout
+
+    before = snapshot()
+    planted = {
+        "/var/log/sd-webui/instance-0.log": "/etc/sdfleet-canary",
+        "/var/lib/sd-webui/instance-0/config.json": "/etc/sdfleet-canary",
+        "/var/lib/sd-webui/cache": "/root/sdfleet-canary-dir",
+        "/opt/sd-webui/tmp": "/root/sdfleet-canary-dir",
+    }
+    for path, target in planted.items():
+        plant = host.run(f"runuser -u sdwebui -- sh -c 'rm -rf {path}.away; mv {path} {path}.away 2>/dev/null; "
+                         f"ln -s {target} {path}'")
+        assert plant.rc == 0, plant.stderr
+    try:
+        bad = _converge("--limit", "webui_service-script")
+        out = bad.stdout + bad.stderr
+        assert bad.returncode != 0, out[-3000:]
+        assert "is a symbolic link" in out or "are symbolic links" in out, out[-3000:]
+        for path in planted:
+            assert path in out, (path, out[-3000:])
+        assert snapshot() == before
+    finally:
+        for path in planted:
+            host.run(f"runuser -u sdwebui -- sh -c 'rm -f {path}; mv {path}.away {path} 2>/dev/null || true'")
+        host.run("rm -rf /etc/sdfleet-canary /root/sdfleet-canary-dir")
+    good = _converge("--limit", "webui_service-script")
+    assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]

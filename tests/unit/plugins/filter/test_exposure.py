@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import (
     FilterModule,
@@ -275,3 +276,59 @@ def test_filter_module_exports():
 def test_role_prefix_names_list_entries():
     problems = exposure_problems({"auth_users": [{"username": "a:b", "password": GOOD_PW}]}, role_prefix="preflight_")
     assert problems[0].startswith("sdfleet_auth_users[0].username (preflight_auth_users[0].username) = 'a:b'")
+
+
+# --- the refusals, recorded in the catalogue (preflight names both variables) -----------------------------------
+
+PF = {"prefix": "sdfleet_", "role_prefix": "preflight_"}
+
+
+@pytest.mark.parametrize("variable,settings,fragment", [
+    ("preflight_auth_users", {"listen": True}, "is empty while the UI is exposed"),
+    ("preflight_auth_users", {"listen_address": "0.0.0.0"}, "is empty while the UI is exposed"),
+    ("preflight_auth_users", {"listen_address": "gpu01.example.net"}, "is empty while the UI is exposed"),
+    ("preflight_share", {"share": True}, "gradio.live"),
+    ("preflight_share", {"share": True, "auth_users": UI_USERS, "api_auth_users": API_USERS}, "around the front door"),
+    ("preflight_api", {"listen": True, "auth_users": UI_USERS, "api": True}, "/sdapi/v1/cmd-flags"),
+    ("preflight_insecure_extension_access", {"listen": True, "auth_users": UI_USERS,
+                                             "insecure_extension_access": True}, "_acknowledged"),
+    ("preflight_listen", {"listen": "maybe", "auth_users": UI_USERS}, "not a boolean"),
+    ("preflight_listen", {"listen": [True], "auth_users": UI_USERS}, "not a boolean"),
+    ("preflight_share", {"share": {"on": 1}, "auth_users": UI_USERS}, "not a boolean"),
+    ("preflight_api", {"api": 2}, "not a boolean"),
+    ("preflight_listen_address", {"listen_address": ["0.0.0.0"]}, "not a string"),
+    ("preflight_listen_address", {"listen_address": 10}, "not a string"),
+    ("preflight_port", {"port": "http"}, "1..65535"),
+    ("preflight_port", {"port": None}, "1..65535"),
+    ("preflight_port", {"port": [7860]}, "1..65535"),
+    ("preflight_port", {"port": 0}, "1..65535"),
+    ("preflight_port", {"port": 65536}, "1..65535"),
+    ("preflight_port", {"port": True}, "1..65535"),
+    ("preflight_instances", {"instances": 0}, "not a count"),
+    ("preflight_instances", {"instances": "two"}, "not a count"),
+    ("preflight_instances", {"instances": [1]}, "not a count"),
+    ("preflight_auth_users", {"auth_users": "admin:password"}, "not a list"),
+    ("preflight_auth_users", {"auth_users": {"username": "a", "password": GOOD_PW}}, "not a list"),
+    ("preflight_api_auth_users", {"api_auth_users": "robot:pw"}, "not a list"),
+    ("preflight_auth_users[0]", {"auth_users": ["admin:pw"]}, "not a mapping"),
+    ("preflight_auth_users[0].username", {"auth_users": [{"username": "ad:min", "password": GOOD_PW}]}, "':'"),
+    ("preflight_auth_users[0].username", {"auth_users": [{"username": ["admin"], "password": GOOD_PW}]},
+     "not a string"),
+    ("preflight_auth_users[0].password", {"auth_users": [{"username": "admin", "password": 12345678}]},
+     "not a string"),
+    ("preflight_auth_users[0].password", {"auth_users": [{"username": "admin", "password": "abc1234"}]},
+     "shorter than 8"),
+    ("preflight_api_auth_users[0].password", {"api_auth_users": [{"username": "robot", "password": "api:secret:1"}]},
+     "--api-auth"),
+])
+def test_refusals_name_the_inventory_and_role_variable(variable, settings, fragment):
+    problems = exposure_problems(settings, **PF)
+    message = refused("preflight", variable, settings, problems, expect=[fragment])
+    for user in settings.get("auth_users") or []:
+        if isinstance(user, dict) and isinstance(user.get("password"), str) and len(user["password"]) > 4:
+            assert user["password"] not in message
+
+
+@pytest.mark.parametrize("ports", ["7860,7861", {"0": 7860}, [7860, "http"], [7860, 7860]])
+def test_explicit_ports_of_the_wrong_shape_are_refused(ports):
+    refused("preflight", "preflight_ports", {"ports": ports}, exposure_problems({"ports": ports}, **PF))

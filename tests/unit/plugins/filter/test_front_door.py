@@ -8,6 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.filter import front_door as mod
 
@@ -133,3 +134,39 @@ def test_front_door_not_a_boolean_is_refused():
 
 def test_filters_exported():
     assert set(mod.FilterModule().filters()) == {"front_door_problems", "front_door_enabled"}
+
+
+# --- the refusals, recorded in the catalogue (as preflight names them) --------------------------------------------
+
+PF = {"prefix": "sdfleet_", "role_prefix": "preflight_", "now": NOW}
+
+
+@pytest.mark.parametrize("variable,settings,fragment", [
+    ("preflight_front_door", {"front_door": "sometimes"}, "auto, true or false"),
+    ("preflight_front_door", {"front_door": ["auto"]}, "auto, true or false"),
+    ("preflight_front_door", {"front_door": False}, "on a host whose UI is exposed"),
+    ("preflight_tls", {"tls": "maybe"}, "not a boolean"),
+    ("preflight_tls", {"tls": False}, "in clear"),
+    ("preflight_tls_off_acknowledged", {"tls": False, "tls_off_acknowledged": [True]}, "not a boolean"),
+    ("preflight_front_door_allow", {"front_door_allow": "10.0.0.0/8"}, "not a list"),
+    ("preflight_front_door_allow", {"front_door_allow": {"lan": "10.0.0.0/8"}}, "not a list"),
+    ("preflight_front_door_allow[0]", {"front_door_allow": ["studio-lan"]}, "not a CIDR"),
+    ("preflight_front_door_allow[0]", {"front_door_allow": [10]}, "not a CIDR"),
+    ("preflight_front_door_allow[0]", {"front_door_allow": [None]}, "not a CIDR"),
+    ("preflight_backend_port", {"backend_port": "high"}, "not a port number"),
+    ("preflight_backend_port", {"backend_port": [27860]}, "not a port number"),
+    ("preflight_backend_port", {"backend_port": 65535}, "not a port number"),
+    ("preflight_backend_port", {"backend_port": 7861}, "also the front door's public port"),
+    ("preflight_tls_certificate", {"tls_certificate": "not a certificate", "tls_private_key": "x"},
+     "not a PEM certificate"),
+    ("preflight_tls_certificate", {"tls_certificate": ["-----BEGIN CERTIFICATE-----"], "tls_private_key": "x"},
+     "not a PEM certificate"),
+])
+def test_refusals_name_the_inventory_and_role_variable(variable, settings, fragment):
+    refused("preflight", variable, settings, mod.front_door_problems(EXPOSED | settings, **PF), expect=[fragment])
+
+
+@pytest.mark.parametrize("settings", [["listen"], "auto", None])
+def test_front_door_enabled_refuses_settings_that_are_not_a_dict(settings):
+    with pytest.raises(Exception, match="not a dict"):
+        mod.front_door_enabled(settings)

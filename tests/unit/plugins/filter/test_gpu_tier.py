@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import yaml
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.filter import gpu_tier as gt
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import nvidia_smi as smi
@@ -140,22 +141,58 @@ def test_cpu_advice_is_given_once():
     assert got["message"].count("nvidia_check_tier: cpu") == 1
 
 
-@pytest.mark.parametrize("kwargs,needle", [
+def _raised(*args, **kwargs) -> str:
+    with pytest.raises(ValueError) as err:
+        gt.gpu_plan(*args, **kwargs)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("kwargs,variable", [
     ({"attention": "flash"}, "nvidia_check_attention"),
+    ({"attention": ["sdp"]}, "nvidia_check_attention"),
+    ({"attention": None}, "nvidia_check_attention"),
     ({"pin": "huge"}, "nvidia_check_tier"),
+    ({"pin": ["full"]}, "nvidia_check_tier"),
+    ({"pin": 8}, "nvidia_check_tier"),
+    ({"allow_cpu_fallback": "maybe"}, "nvidia_check_allow_cpu_fallback"),
+    ({"allow_cpu_fallback": [True]}, "nvidia_check_allow_cpu_fallback"),
+    ({"cpu_flags": "--use-cpu all"}, "nvidia_check_cpu_flags"),
+    ({"cpu_flags": [True]}, "nvidia_check_cpu_flags"),
+    ({"cpu_flags": {"--use-cpu": "all"}}, "nvidia_check_cpu_flags"),
 ])
-def test_bad_variables_raise(kwargs, needle):
-    with pytest.raises(ValueError, match=needle):
-        plan(one("Tesla T4", 15109), **kwargs)
+def test_bad_variables_raise(kwargs, variable):
+    refused("nvidia_check", variable, kwargs, _raised(one("Tesla T4", 15109), TABLE, QUIRKS, **kwargs))
 
 
-def test_bad_tables_raise():
-    with pytest.raises(ValueError, match=r"nvidia_check_tier_table\[0\]"):
-        gt.gpu_plan(one("Tesla T4", 15109), [{"tier": "giant", "min_mib": 1}], QUIRKS)
-    with pytest.raises(ValueError, match=r"nvidia_check_quirks\[0\]"):
-        gt.gpu_plan(one("Tesla T4", 15109), TABLE, [{"match": "(", "flags": []}])
-    with pytest.raises(ValueError, match="has no row"):
-        gt.gpu_plan(one("Tesla T4", 15109), TABLE[:1], QUIRKS, pin="lowvram")
+@pytest.mark.parametrize("table", [[{"tier": "giant", "min_mib": 1}], [{"tier": "full", "min_mib": "lots"}],
+                                   [{"tier": "full", "min_mib": -1}], [{"tier": "full", "min_mib": True}],
+                                   [{"tier": "full", "min_mib": 0, "flags": "--xformers"}],
+                                   [{"tier": "full", "min_mib": 0, "flags": [1]}], ["full"],
+                                   {"full": 11000}, "full", None])
+def test_bad_tier_tables_raise(table):
+    refused("nvidia_check", "nvidia_check_tier_table", table, _raised(one("Tesla T4", 15109), table, QUIRKS))
+
+
+@pytest.mark.parametrize("quirks", [[{"match": "(", "flags": []}], [{"flags": ["--no-half"]}], [{"match": 5}],
+                                    [{"match": "T4", "flags": "--no-half"}], {"match": "T4"}, "T4", None])
+def test_bad_quirks_raise(quirks):
+    refused("nvidia_check", "nvidia_check_quirks", quirks, _raised(one("Tesla T4", 15109), TABLE, quirks))
+
+
+def test_a_pinned_tier_without_a_row_raises():
+    refused("nvidia_check", "nvidia_check_tier", {"pin": "lowvram", "tier_table": "full row only"},
+            _raised(one("Tesla T4", 15109), TABLE[:1], QUIRKS, pin="lowvram"), expect=["has no row"])
+
+
+@pytest.mark.parametrize("facts", [["ok"], "ok", {"state": "ok", "gpus": "GPU 0"}, {"state": "ok", "gpus": ["GPU 0"]}])
+def test_facts_of_the_wrong_shape_raise(facts):
+    assert "nvidia_gpu_facts" in _raised(facts, TABLE, QUIRKS)
+
+
+@pytest.mark.parametrize("memory", ["8 GiB", [8192], True])
+def test_gpu_tier_refuses_a_memory_that_is_not_a_number(memory):
+    with pytest.raises(ValueError, match="memory_total_mib"):
+        gt.gpu_tier(memory, TABLE)
 
 
 def test_filter_module_raises_ansible_errors():

@@ -13,6 +13,7 @@ import tarfile
 
 import pytest
 import yaml
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.filter import gpu_tier as gt
 from ansible_collections.sdfleet.toolkit.plugins.filter import torch_build as tb
@@ -211,11 +212,42 @@ def test_a_commit_of_a_listed_version_gets_its_row():
     assert result["state"] == "ok" and result["torch"]["torch"] == "2.7.0"
 
 
-def test_wrong_types_name_the_variable():
-    with pytest.raises(Exception, match="nvidia_check_torch_build"):
-        tb.torch_plan(host(CARDS["sm_86"][0]()), "v1.10.1", pin=["cu121"])
-    with pytest.raises(Exception, match="sdfleet_gpu must be a dict"):
-        tb.torch_plan("ok", "v1.10.1")
+def _raised(call, *args, **kwargs) -> str:
+    with pytest.raises(Exception) as err:
+        call(*args, **kwargs)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("pin", [["cu121"], "", None, 121, {"build": "cu121"}])
+def test_wrong_types_name_the_variable(pin):
+    refused("nvidia_check", "nvidia_check_torch_build", pin,
+            _raised(tb.torch_plan, host(CARDS["sm_86"][0]()), "v1.10.1", pin=pin), expect=["sdfleet_torch_build"])
+
+
+@pytest.mark.parametrize("version", [["v1.10.1"], {"tag": "v1.10.1"}, True])
+def test_a_webui_version_that_is_not_a_ref_names_the_variable(version):
+    refused("nvidia_check", "nvidia_check_webui_version", version,
+            _raised(tb.torch_plan, host(CARDS["sm_86"][0]()), version), expect=["sdfleet_webui_version"])
+
+
+@pytest.mark.parametrize("plan", ["ok", ["ok"], {"state": "ok", "gpus": "GPU 0"}, {"state": "ok", "gpus": [1]}])
+def test_a_plan_that_is_not_the_gpu_plan_is_refused(plan):
+    assert "sdfleet_gpu" in _raised(tb.torch_plan, plan, "v1.10.1")
+
+
+@pytest.mark.parametrize("args,variable", [
+    (("", "https://download.pytorch.org/whl/{build}", "https://download.pytorch.org/whl/cpu"), "webui_repo_torch_build"),
+    (("cu121", ["https://x/{build}"], "https://download.pytorch.org/whl/cpu"), "webui_repo_torch_index_url_cuda"),
+    (("cu121", "https://download.pytorch.org/whl/{build}", None), "webui_repo_torch_index_url_cpu"),
+    (("cu121", "", "https://download.pytorch.org/whl/cpu"), "webui_repo_torch_index_url_cuda"),
+])
+def test_index_url_arguments_of_the_wrong_type_name_the_variable(args, variable):
+    refused("webui_repo", variable, list(args), _raised(tb.torch_index_url, *args))
+
+
+@pytest.mark.parametrize("hosts", ["gpu1", {"gpu1": {}}, None, 5])
+def test_mirror_indexes_refuse_hosts_that_are_not_a_list(hosts):
+    assert "not a list" in _raised(tb.torch_mirror_indexes, hosts, {}, "https://x/{build}", "https://x/cpu")
 
 
 @pytest.mark.parametrize("flags,cap,runs", [

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.filter import webui_args as mod
 
@@ -39,6 +40,13 @@ VRAM = ("--lowvram", "--medvram", "--medvram-sdxl")
 
 def flags_of(args: list[str]) -> list[str]:
     return [a for a in args if a.startswith("--")]
+
+
+def refusal(call, *args, **kwargs) -> str:
+    """The message of the AnsibleFilterError that ``call`` raises (fails when it raises none)."""
+    with pytest.raises(AnsibleFilterError) as err:
+        call(*args, **kwargs)
+    return str(err.value)
 
 
 @pytest.mark.parametrize("tier,exposure,extra", list(itertools.product(GPU, EXPOSURES, EXTRAS)))
@@ -111,8 +119,10 @@ def test_no_half_drops_upcast_sampling():
 
 
 def test_precision_half_with_no_half_refused():
-    with pytest.raises(AnsibleFilterError, match="--precision half"):
-        mod.webui_args(GPU["full"], 7860, extra_args=["--no-half", "--precision", "half"])
+    extra = ["--no-half", "--precision", "half"]
+    refused("webui_service", "webui_service_extra_args", extra, refusal(mod.webui_args, GPU["full"], 7860,
+                                                                        extra_args=extra),
+            expect=["'--precision half' contradicts '--no-half'", "sdfleet_extra_args"])
 
 
 def test_cpu_recipe_and_valued_override():
@@ -166,41 +176,119 @@ def test_paths_theme_freeze_insecure():
     ("--device-id 1", "CUDA_VISIBLE_DEVICES"),
 ])
 def test_managed_flags_refused_in_extra_args(flag, variable):
-    with pytest.raises(AnsibleFilterError, match=variable):
-        mod.webui_args(GPU["full"], 7860, extra_args=[flag])
+    refused("webui_service", "webui_service_extra_args", [flag],
+            refusal(mod.webui_args, GPU["full"], 7860, extra_args=[flag]), expect=[variable, "is managed by the role"])
 
 
 @pytest.mark.parametrize("flag", ["--nowebui", "--ngrok tok", "--allow-code", "--disable-safe-unpickle"])
 def test_dangerous_flags_refused(flag):
-    with pytest.raises(AnsibleFilterError, match="refused"):
-        mod.webui_args(GPU["full"], 7860, extra_args=[flag])
+    message = refused("webui_service", "webui_service_extra_args", [flag],
+                      refusal(mod.webui_args, GPU["full"], 7860, extra_args=[flag]), expect=["is refused"])
+    assert "tok" not in message.replace("token", "")  # a flag's value (an ngrok token) is never shown
 
 
 @pytest.mark.parametrize("extra", [["--medvramm"], ["--tests"], ["--always-batch-cond-uncond-typo"], ["xformers"],
-                                   ["--precision"], ["--use-cpu"]])
+                                   ["--precision"], ["--use-cpu"], ["--xformers", "full"], ["'--unbalanced"],
+                                   ["--precision 'full"]])
 def test_unknown_or_malformed_extra_args_refused(extra):
-    with pytest.raises(AnsibleFilterError, match="webui_service_extra_args"):
-        mod.webui_args(GPU["full"], 7860, extra_args=extra)
+    refused("webui_service", "webui_service_extra_args", extra,
+            refusal(mod.webui_args, GPU["full"], 7860, extra_args=extra), expect=["sdfleet_extra_args"])
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (True, "is a bool, not a list"),
+    (False, "is a bool, not a list"),
+    ({"--xformers": True}, "is a dict, not a list"),
+    (7, "is a int, not a list"),
+    ([True], "[0] is a bool, not a string"),
+    (["--xformers", None], "[1] is a null, not a string"),
+    ([["--xformers"]], "[0] is a list, not a string"),
+    ([{"--precision": "full"}], "[0] is a dict, not a string"),
+])
+def test_extra_args_of_the_wrong_type_name_the_variable(extra, fragment):
+    refused("webui_service", "webui_service_extra_args", extra,
+            refusal(mod.webui_args, GPU["full"], 7860, extra_args=extra), expect=[fragment])
 
 
 def test_unknown_flag_in_gpu_record_refused():
-    with pytest.raises(AnsibleFilterError, match="sdfleet_gpu flags"):
-        mod.webui_args({"tier": "full", "flags": ["--turbo"]}, 7860)
-    with pytest.raises(AnsibleFilterError, match="sdfleet_gpu: the flags of GPU record 0 are str"):
-        mod.webui_args({"index": 0, "tier": "full", "flags": "--xformers"}, 7860)
+    record = {"tier": "full", "flags": ["--turbo"]}
+    refused("webui_service", "sdfleet_gpu flags", record, refusal(mod.webui_args, record, 7860),
+            expect=["--turbo", "nvidia_check_tier_table"])
+    record = {"index": 0, "tier": "full", "flags": "--xformers"}
+    refused("webui_service", "sdfleet_gpu", record, refusal(mod.webui_args, record, 7860),
+            expect=["the flags of GPU record 0 are str"])
 
 
-@pytest.mark.parametrize("port", [0, 65536, -1, True, "7860"])
+@pytest.mark.parametrize("port", [0, 65536, -1, True, "7860", None, [7860]])
 def test_bad_port_refused(port):
-    with pytest.raises(AnsibleFilterError, match="webui_service_port"):
-        mod.webui_args(GPU["full"], port)
+    refused("webui_service", "webui_service_port", port, refusal(mod.webui_args, GPU["full"], port),
+            expect=["sdfleet_port"])
 
 
-def test_bad_tier_and_theme_refused():
-    with pytest.raises(AnsibleFilterError, match="sdfleet_gpu: GPU record tier 'huge'"):
-        mod.webui_args({"tier": "huge", "flags": []}, 7860)
-    with pytest.raises(AnsibleFilterError, match="webui_service_theme"):
-        mod.webui_args(GPU["full"], 7860, theme="solarized")
+@pytest.mark.parametrize("record", [{"tier": "huge", "flags": []}, {"tier": ["full"], "flags": []},
+                                    "full", ["--xformers"]])
+def test_bad_gpu_records_refused(record):
+    refused("webui_service", "sdfleet_gpu", record, refusal(mod.webui_args, record, 7860),
+            expect=["nvidia_check"])
+
+
+@pytest.mark.parametrize("theme", ["solarized", ["dark"], True])
+def test_bad_theme_refused(theme):
+    refused("webui_service", "webui_service_theme", theme, refusal(mod.webui_args, GPU["full"], 7860, theme=theme))
+
+
+@pytest.mark.parametrize("option,value,variable", [
+    ("listen", "maybe", "webui_service_listen"),
+    ("listen", [True], "webui_service_listen"),
+    ("share", "sometimes", "webui_service_share"),
+    ("share", {"on": 1}, "webui_service_share"),
+    ("api", 2, "webui_service_api"),
+    ("api", "enabled", "webui_service_api"),
+    ("freeze_settings", "frozen", "webui_service_freeze_settings"),
+    ("insecure_extension_access", ["yes"], "webui_service_insecure_extension_access"),
+    ("listen_address", ["0.0.0.0"], "webui_service_listen_address"),
+    ("listen_address", True, "webui_service_listen_address"),
+    ("listen_address", "10.0.0.5\n--share", "webui_service_listen_address"),
+    ("auth_path", {"path": "/x"}, "webui_service_config_dir"),
+    ("data_dir", ["/srv"], "webui_service_data_root"),
+    ("models_dir", True, "webui_service_models_dir"),
+    ("embeddings_dir", {"dir": "/e"}, "webui_service_embeddings_dir"),
+    ("webui_version", ["v1.10.1"], "sdfleet_webui_version"),
+    ("webui_version", True, "sdfleet_webui_version"),
+    ("exposed", "perhaps", "exposed"),
+])
+def test_options_of_the_wrong_type_name_the_variable(option, value, variable):
+    refused("webui_service", variable, value, refusal(mod.webui_args, GPU["full"], 7860, **{option: value}))
+
+
+def test_string_booleans_from_extra_vars_are_read_as_booleans():
+    args = mod.webui_args(GPU["full"], 7860, listen="false", share="no", api="true")
+    assert "--listen" not in args and "--share" not in args and "--api" in args
+
+
+@pytest.mark.parametrize("kwargs,variable", [
+    ({"base_port": "http"}, "webui_service_port"),
+    ({"base_port": [7860]}, "webui_service_port"),
+    ({"base_port": True}, "webui_service_port"),
+    ({"public_base_port": "public"}, "webui_service_port"),
+    ({"single_instance": "one"}, "webui_service_single_instance"),
+    ({"data_root": ["/srv"]}, "webui_service_data_root"),
+    ({"data_root": "relative/dir"}, "webui_service_data_root"),
+])
+def test_instance_options_of_the_wrong_type_name_the_variable(kwargs, variable):
+    facts = {"tier": "full", "gpus": [GPU["full"]]}
+    refused("webui_service", variable, kwargs, refusal(mod.webui_instances, facts, **kwargs))
+
+
+@pytest.mark.parametrize("facts,fragment", [
+    (["gpu0"], "not the nvidia_check plan" if False else "expected the nvidia_check plan"),
+    ("ok", "expected the nvidia_check plan"),
+    ({"tier": "full", "gpus": "GPU-0"}, "sdfleet_gpu.gpus is a str"),
+    ({"tier": "cpu", "flags": "--use-cpu all"}, "sdfleet_gpu.flags is a str"),
+    ({"tier": "full", "gpus": [{"index": "first", "tier": "full"}, {"index": 1, "tier": "full"}]}, "index 'first'"),
+])
+def test_gpu_plans_of_the_wrong_shape_name_the_variable(facts, fragment):
+    refused("webui_service", "sdfleet_gpu", facts, refusal(mod.webui_instances, facts, 7860), expect=[fragment])
 
 
 def test_instances_per_gpu():
@@ -245,8 +333,8 @@ def test_plan_adds_per_instance_args():
 
 def test_instances_port_overflow_refused():
     facts = {"tier": "full", "gpus": [GPU["full"] | {"index": 0}, GPU["full"] | {"index": 1}]}
-    with pytest.raises(AnsibleFilterError, match="65536"):
-        mod.webui_instances(facts, 65535)
+    refused("webui_service", "webui_service_port", {"base_port": 65535, "instances": 2},
+            refusal(mod.webui_instances, facts, 65535), expect=["65536"])
 
 
 def test_systemd_argv_quoting():
@@ -266,8 +354,14 @@ def test_auth_lines():
                                   {"username": "ab", "password": ""},
                                   {"username": "ab", "password": "line\nbreak"}])
 def test_auth_lines_refuses_bad_users(user):
-    with pytest.raises(AnsibleFilterError, match="webui_service_auth_users"):
-        mod.webui_auth_lines([user])
+    message = refused("webui_service", "webui_service_auth_users", [user], refusal(mod.webui_auth_lines, [user]))
+    assert user["password"] not in message or not user["password"]
+
+
+@pytest.mark.parametrize("users", ["alice:password", {"username": "a", "password": "longpassword"},
+                                   [{"username": ["a"], "password": "longpassword"}], ["alice:password"]])
+def test_auth_lines_refuses_users_of_the_wrong_shape(users):
+    refused("webui_service", "webui_service_auth_users", users, refusal(mod.webui_auth_lines, users))
 
 
 def test_instances_behind_a_front_door_bind_the_backend_ports_and_publish_the_public_ones():
@@ -285,14 +379,42 @@ def test_instances_behind_a_front_door_bind_the_backend_ports_and_publish_the_pu
 
 def test_env_line():
     assert mod.webui_env_line("TORCH_COMMAND", "pip install torch==2.1.2") == 'TORCH_COMMAND="pip install torch==2.1.2"'
-    with pytest.raises(AnsibleFilterError):
-        mod.webui_env_line("BAD-NAME", "x")
+    assert mod.webui_env_line("THREADS", 8) == 'THREADS="8"'
+
+
+@pytest.mark.parametrize("name,value,fragment", [("BAD-NAME", "x", "not a shell identifier"),
+                                                 (3, "x", "not a shell identifier"),
+                                                 ("GOOD", ["x"], "is a list"),
+                                                 ("GOOD", None, "is a null"),
+                                                 ("GOOD", "a\nb", "newline")])
+def test_env_line_refuses_what_no_environment_file_can_hold(name, value, fragment):
+    refused("webui_service", "webui_service_environment", {name: value}, refusal(mod.webui_env_line, name, value),
+            expect=[fragment])
+
+
+@pytest.mark.parametrize("args", ["--port 7860", {"--port": 7860}, [["--port"]], ["--x", None], ["a\nb"]])
+def test_systemd_argv_refuses_what_is_not_a_list_of_strings(args):
+    refusal(mod.webui_systemd_argv, args)
+
+
+@pytest.mark.parametrize("secrets", [{"a": 1}, 3.5])
+def test_redact_refuses_secrets_of_the_wrong_type(secrets):
+    assert "not a list" in refusal(mod.webui_redact, "text", secrets)
+
+
+def test_redact_takes_one_bare_secret():
+    assert mod.webui_redact("user:Hunter2222", "Hunter2222") == "user:********"
+
+
+@pytest.mark.parametrize("plan", ["plan", [{"index": 0}], None])
+def test_summary_refuses_what_is_not_a_plan(plan):
+    assert "webui_plan" in refusal(mod.webui_summary, plan)
 
 
 def test_filter_module_exports():
     assert set(mod.FilterModule().filters()) == {"webui_args", "webui_instances", "webui_plan", "webui_systemd_argv",
                                                  "webui_auth_lines", "webui_env_line",
-                                                 "webui_redact", "webui_summary"}
+                                                 "webui_redact", "webui_summary", "webui_extra_args_problems"}
 
 
 def test_redact():

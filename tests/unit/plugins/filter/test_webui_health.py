@@ -69,6 +69,17 @@ def test_cpu_instances_and_skipped_answers_are_not_checked():
     assert mod.webui_gpu_problems([cpu], [{"item": cpu, "skipped": True}]) == []
 
 
-def test_wrong_input_names_what_it_expected():
+@pytest.mark.parametrize("instances", ["instance-0", {"index": 0}, ["instance-0"], None])
+def test_wrong_input_names_what_it_expected(instances):
     with pytest.raises(Exception, match="instances of webui_plan"):
-        mod.webui_gpu_problems("instance-0", [])
+        mod.webui_gpu_problems(instances, [])
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"memory_results": "200 OK"}, "memory_results is a str"),
+                                           ({"memory_results": {"results": []}}, "memory_results is a dict"),
+                                           ({"txt2img_results": 5}, "txt2img_results is a int"),
+                                           ({"tolerance": "3%"}, "tolerance"), ({"tolerance": 3}, "tolerance")])
+def test_results_of_the_wrong_type_name_the_option(kwargs, needle):
+    args = {"memory_results": [], **kwargs}
+    with pytest.raises(Exception, match=needle):
+        mod.webui_gpu_problems(INSTANCES, **args)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.modules import bundle_adopt as ba
 
@@ -85,10 +86,29 @@ def test_no_file_is_lost(tmp_path, tree):
 
 def test_nested_item_names_are_refused(tmp_path, tree):
     src, dest = tree
-    with pytest.raises(ValueError, match="plain name"):
+    with pytest.raises(ValueError) as err:
         ba.plan(str(src), str(dest), ["../etc"])
+    refused("webui_repo", "webui_repo_adopt_items", ["../etc"], str(err.value), expect=["plain name"])
     res = run(tmp_path, src=str(src), dest=str(dest), items=["models/VAE"])
-    assert res["failed"] and "plain name" in res["msg"]
+    assert res["failed"]
+    refused("webui_repo", "webui_repo_adopt_items", ["models/VAE"], res["msg"], expect=["plain name"])
+
+
+@pytest.mark.parametrize("items", [[".."], ["."], [""], ["a/b"]])
+def test_items_that_are_not_plain_names_are_refused(tmp_path, tree, items):
+    src, dest = tree
+    res = run(tmp_path, src=str(src), dest=str(dest), items=items)
+    assert res["failed"] and not res["moved"]
+    refused("webui_repo", "webui_repo_adopt_items", items, res["msg"], expect=["plain name"])
+
+
+@pytest.mark.parametrize("args,variable", [({"owner": "no-such-user-sdfleet"}, "webui_repo_user"),
+                                           ({"group": "no-such-group-sdfleet"}, "webui_repo_group")])
+def test_unknown_owner_or_group_is_refused(tmp_path, tree, args, variable):
+    src, dest = tree
+    res = run(tmp_path, src=str(src), dest=str(dest), **args)
+    assert res["failed"] and (src / "config.json").exists()
+    refused("webui_repo", variable, args, res["msg"])
 
 
 def test_missing_src_fails(tmp_path):

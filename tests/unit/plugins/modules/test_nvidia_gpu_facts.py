@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import nvidia_smi as smi
 
@@ -116,13 +117,37 @@ def test_hung_nvidia_smi_is_timeout(tmp_path):
     assert result["state"] == "timeout"
 
 
-def test_bad_timeout_fails(tmp_path):
+def _failed(tmp_path: pathlib.Path, **args) -> str:
     argsfile = tmp_path / "args.json"
-    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"timeout": 0}}))
+    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     done = subprocess.run([sys.executable, str(MODULE), str(argsfile)], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT / "collections")), check=False)
     result = json.loads(done.stdout)
-    assert result["failed"] and "timeout must be at least 1" in result["msg"]
+    assert result.get("failed"), result
+    return result["msg"]
+
+
+def test_bad_timeout_fails(tmp_path):
+    refused("nvidia_check", "nvidia_check_timeout", 0, _failed(tmp_path, timeout=0),
+            expect=["timeout (nvidia_check_timeout) must be at least 1"])
+
+
+@pytest.mark.parametrize("args,variable", [
+    ({"timeout": -5}, "nvidia_check_timeout"),
+    ({"timeout": "soon"}, "nvidia_check_timeout"),
+    ({"timeout": [30]}, "nvidia_check_timeout"),
+    ({"timeout": {"s": 30}}, "nvidia_check_timeout"),
+    ({"nvidia_smi": ""}, "nvidia_check_nvidia_smi"),
+    ({"nvidia_smi": "nvidia-smi\n--help"}, "nvidia_check_nvidia_smi"),
+    ({"nvidia_smi": ["nvidia-smi"]}, "nvidia_check_nvidia_smi"),
+    ({"no_such_option": 1}, "no_such_option"),
+])
+def test_options_of_the_wrong_type_name_the_variable(tmp_path, args, variable):
+    message = _failed(tmp_path, **args)
+    if variable.startswith("nvidia_check_"):
+        refused("nvidia_check", variable, args, message)
+    else:
+        assert variable in message
 
 
 class Recorder:

@@ -8,6 +8,10 @@
 - ``fleet_mirror_url_path(url)``: where the mirror serves an archive pip installs from an URL (its URL's path).
 - ``fleet_mirror_sums(text)``: a ``sha256sum`` file as ``{path: sha256}``.
 - ``fleet_mirror_seed_plan(controller, mirror, recorded)``: the files a controller seed must copy, from listings.
+- ``fleet_mirror_model_problems(models)`` / ``fleet_mirror_models(models)``: what is wrong with the model entries
+  the mirror downloads, and the mirror's records of them: each file is stored by its sha256
+  (``files/sha256/<sha256>``), so two models with the same file name never collide and a ``filename`` override
+  changes nothing; entries without a sha256 are left to the hosts (the mirror could not verify them).
 
 Pure functions (no Ansible import at module level), so tests/fleet_mirror/ calls them directly.
 """
@@ -17,6 +21,18 @@ import posixpath
 import re
 from typing import Any, Iterable, Optional
 from urllib.parse import unquote, urlsplit
+
+try:
+    from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import redact_urls
+except ImportError:  # loaded from its file by tests/fleet_mirror, without the collection on the path
+    import importlib.util as _util
+    import pathlib as _pathlib
+
+    _spec = _util.spec_from_file_location(
+        "sdfleet_redact", _pathlib.Path(__file__).resolve().parents[1] / "module_utils" / "redact.py")
+    _redact = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_redact)
+    redact_urls = _redact.redact_urls
 
 # The launcher's defaults, in the real v1.10.1/dev form (`os.environ.get('TORCH_COMMAND', f"pip install torch==2.1.2
 # torchvision==0.16.2 --extra-index-url {torch_index_url}")`, the first TORCH_COMMAND of the file: later ones are
@@ -171,6 +187,75 @@ def fleet_mirror_seed_plan(controller: str, mirror: str, recorded: str) -> dict[
     return {"files": copy}
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MODELS_DIR = "files/sha256"
+
+
+def _name(index: Optional[int], key: str = "", inventory_var: str = "sdfleet_model_list") -> str:
+    suffix = (f"[{index}]" if index is not None else "") + (f".{key}" if key else "")
+    return f"{inventory_var}{suffix} (fleet_mirror_models{suffix})"
+
+
+def _shown(value: Any) -> str:
+    text = redact_urls(repr(value))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _sha(value: str) -> str:
+    text = value.strip().lower()
+    return text[len("sha256:"):] if text.startswith("sha256:") else text
+
+
+def fleet_mirror_model_problems(models: Any, inventory_var: str = "sdfleet_model_list") -> list[str]:
+    """The problems of the model entries in what the mirror reads of them (name, url, sha256, state), each naming
+    the entry (inventory name first), the bad value (credentials masked) and the fix."""
+    if models is None:
+        return []
+    if not isinstance(models, list):
+        return [f"{_name(None, '', inventory_var)} = {_shown(models)} is not a list. Fix: write it as a YAML list of "
+                "models (or [] for none)."]
+    problems = []
+    for index, item in enumerate(models):
+        if not isinstance(item, dict):
+            problems.append(f"{_name(index, '', inventory_var)} = {_shown(item)} is not a mapping. Fix: write each "
+                            "model as a mapping with name, url and sha256.")
+            continue
+        for key in ("name", "url", "sha256", "state"):
+            value = item.get(key)
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{_name(index, key, inventory_var)} = {_shown(value)} is not a string. Fix: write "
+                                f"it as a quoted string.")
+        url, sha, state = item.get("url"), item.get("sha256"), item.get("state", "present")
+        if isinstance(url, str) and url and urlsplit(url).scheme not in ("http", "https"):
+            problems.append(f"{_name(index, 'url', inventory_var)} = {_shown(url)} is not http(s). Fix: an http:// "
+                            "or https:// URL.")
+        if isinstance(sha, str) and sha and not _SHA256.match(_sha(sha)):
+            problems.append(f"{_name(index, 'sha256', inventory_var)} = {_shown(sha)} is not 64 hex digits. Fix: the "
+                            "output of 'sha256sum FILE'.")
+        if isinstance(state, str) and state not in ("present", "absent"):
+            problems.append(f"{_name(index, 'state', inventory_var)} = {_shown(state)} is not present or absent. "
+                            "Fix: one of them.")
+    return problems
+
+
+def fleet_mirror_models(models: Any, inventory_var: str = "sdfleet_model_list") -> list[dict[str, Any]]:
+    """The models the mirror downloads: ``{index, name, sha256, path, url}`` per present entry with an url and a
+    sha256 (``path`` under the mirror's root, ``url`` with its credentials masked: the real one stays in the entry
+    ``index``). Raises FleetMirrorError with every problem."""
+    problems = fleet_mirror_model_problems(models, inventory_var)
+    if problems:
+        raise FleetMirrorError("fleet_mirror refused its model list: " + " | ".join(problems))
+    out = []
+    for index, item in enumerate(models or []):
+        if item.get("state", "present") != "present" or not item.get("url") or not item.get("sha256"):
+            continue
+        sha = _sha(item["sha256"])
+        out.append({"index": index, "name": item.get("name") or sha[:12], "sha256": sha,
+                    "path": f"{MODELS_DIR}/{sha}", "url": redact_urls(item["url"])})
+    seen: set[str] = set()
+    return [rec for rec in out if not (rec["sha256"] in seen or seen.add(rec["sha256"]))]  # one download per file
+
+
 class FilterModule:
     """fleet_mirror's filters."""
 
@@ -181,6 +266,8 @@ class FilterModule:
             "fleet_mirror_url_path": _ansible_errors(fleet_mirror_url_path),
             "fleet_mirror_sums": fleet_mirror_sums,
             "fleet_mirror_seed_plan": fleet_mirror_seed_plan,
+            "fleet_mirror_model_problems": fleet_mirror_model_problems,
+            "fleet_mirror_models": _ansible_errors(fleet_mirror_models),
         }
 
 

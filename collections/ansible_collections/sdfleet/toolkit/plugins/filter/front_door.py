@@ -16,6 +16,8 @@ import datetime
 import ipaddress
 from typing import Any, Mapping, Optional
 
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _as_bool, _as_int, _Names, _show, exposure_triggers
 
 DOCUMENTATION = r"""
@@ -76,6 +78,9 @@ def front_door_enabled(settings: Mapping[str, Any]) -> bool:
     what enforces them: the webui's own ``--api-auth`` is readable through ``/sdapi/v1/cmd-flags`` and
     ``/internal/sysinfo``).
     """
+    if not isinstance(settings, Mapping):
+        raise AnsibleFilterError(f"front_door_enabled: the settings are a {type(settings).__name__}, not a dict. "
+                                 "Fix: pass {front_door, listen, listen_address, api_auth_users}.")
     if _is_auto(settings.get("front_door", "auto")):
         return _network_exposed(settings) or bool(settings.get("api_auth_users") or [])
     return _as_bool(settings, "front_door", _Names("", ""), [])

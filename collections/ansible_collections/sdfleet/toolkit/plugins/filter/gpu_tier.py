@@ -19,14 +19,40 @@ GPU_KEYS: tuple[str, ...] = ("index", "name", "memory_total_mib", "driver_versio
 PIN_HINT = "set nvidia_check_tier to one of lowvram, medvram, medvram_sdxl, full"
 
 
+def _list(value: Any, variable: str, example: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{variable} is a {'null' if value is None else type(value).__name__}, not a list. "
+                         f"Fix: write it as a list, e.g. {example}.")
+    return list(value)
+
+
+def _flag_list(flags: Any, where: str) -> list[str]:
+    if not isinstance(flags, (list, tuple)) or not all(isinstance(f, str) for f in flags):
+        raise ValueError(f"{where} = {flags!r}: not a list of strings. Fix: write flags as a list such as "
+                         "['--medvram', '--xformers'].")
+    return list(flags)
+
+
+def _bool(value: Any, variable: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise ValueError(f"{variable} = {value!r}: not a boolean. Fix: set it to true or false.")
+
+
 def _check_table(tier_table: list[dict]) -> list[dict]:
     """The tier table, validated, largest min_mib first."""
     rows = []
-    for number, row in enumerate(tier_table):
+    for number, row in enumerate(_list(tier_table, "nvidia_check_tier_table", "[{tier: full, min_mib: 11000, "
+                                                                              "flags: []}]")):
         if not isinstance(row, dict) or row.get("tier") not in GPU_TIERS or not isinstance(row.get("min_mib"), int) \
-                or row["min_mib"] < 0 or not isinstance(row.get("flags", []), list):
+                or isinstance(row.get("min_mib"), bool) or row["min_mib"] < 0 \
+                or not isinstance(row.get("flags", []), list) \
+                or not all(isinstance(f, str) for f in row.get("flags", [])):
             raise ValueError(f"nvidia_check_tier_table[{number}] = {row!r}: each row needs tier (one of "
-                             f"{', '.join(GPU_TIERS)}), min_mib (an integer >= 0) and flags (a list)")
+                             f"{', '.join(GPU_TIERS)}), min_mib (an integer >= 0) and flags (a list of strings). "
+                             "Fix: correct that row.")
         rows.append(row)
     return sorted(rows, key=lambda row: row["min_mib"], reverse=True)
 
@@ -35,6 +61,9 @@ def gpu_tier(memory_mib: Optional[int], tier_table: list[dict]) -> Optional[str]
     """The tier of a GPU with ``memory_mib`` total memory; None when unknown or under every row."""
     if memory_mib is None:
         return None
+    if isinstance(memory_mib, bool) or not isinstance(memory_mib, int):
+        raise ValueError(f"memory_total_mib = {memory_mib!r}: not a number of MiB. Fix: pass an integer "
+                         "(nvidia_gpu_facts' memory_total_mib), or pin nvidia_check_tier.")
     for row in _check_table(tier_table):
         if memory_mib >= row["min_mib"]:
             return row["tier"]
@@ -44,13 +73,15 @@ def gpu_tier(memory_mib: Optional[int], tier_table: list[dict]) -> Optional[str]
 def quirk_flags(name: str, quirks: list[dict]) -> list[str]:
     """Flags of every quirk whose ``match`` regex is found in ``name`` (case-insensitive), in table order."""
     flags: list[str] = []
-    for number, quirk in enumerate(quirks):
+    for number, quirk in enumerate(_list(quirks, "nvidia_check_quirks", "[{match: 'GTX 16', flags: [...]}]")):
         try:
             pattern = re.compile(quirk["match"], re.IGNORECASE)
         except (KeyError, TypeError, re.error) as exc:
-            raise ValueError(f"nvidia_check_quirks[{number}] = {quirk!r}: 'match' must be a regex ({exc})") from exc
+            raise ValueError(f"nvidia_check_quirks[{number}] = {quirk!r}: 'match' must be a regex ({exc}). "
+                             "Fix: give each quirk a regex in match.") from exc
+        quirk_flags_ = _flag_list(quirk.get("flags", []), f"nvidia_check_quirks[{number}].flags")
         if pattern.search(name or ""):
-            flags.extend(quirk.get("flags", []))
+            flags.extend(quirk_flags_)
     return flags
 
 
@@ -65,7 +96,8 @@ def _dedupe(flags: Iterable[str]) -> list[str]:
 def _gpu_flags(tier: str, name: str, table: list[dict], quirks: list[dict], attention: str) -> list[str]:
     tier_flags = next((row.get("flags", []) for row in table if row["tier"] == tier), None)
     if tier_flags is None:
-        raise ValueError(f"tier {tier!r} has no row in nvidia_check_tier_table; add one or pin another tier")
+        raise ValueError(f"nvidia_check_tier = {tier!r} has no row in nvidia_check_tier_table. Fix: add one or pin "
+                         "another tier.")
     return _dedupe([*tier_flags, *ATTENTION_FLAGS[attention], *quirk_flags(name, quirks)])
 
 
@@ -83,10 +115,21 @@ def gpu_plan(facts: dict, tier_table: list[dict], quirks: list[dict], attention:
              pin: str = "auto", allow_cpu_fallback: bool = False,
              cpu_flags: Iterable[str] = CPU_FLAGS) -> dict[str, Any]:
     """The sdfleet_gpu fact (see CONTRIBUTING.md) for one host."""
-    if attention not in ATTENTION_FLAGS:
-        raise ValueError(f"nvidia_check_attention = {attention!r}: use one of {', '.join(ATTENTION_FLAGS)}")
-    if pin != "auto" and pin not in TIER_ORDER:
-        raise ValueError(f"nvidia_check_tier = {pin!r}: use auto or one of {', '.join(TIER_ORDER)}")
+    if not isinstance(attention, str) or attention not in ATTENTION_FLAGS:
+        raise ValueError(f"nvidia_check_attention = {attention!r}: not an attention mode. "
+                         f"Fix: use one of {', '.join(ATTENTION_FLAGS)}.")
+    if not isinstance(pin, str) or (pin != "auto" and pin not in TIER_ORDER):
+        raise ValueError(f"sdfleet_gpu_tier (nvidia_check_tier) = {pin!r}: not a tier. "
+                         f"Fix: use auto or one of {', '.join(TIER_ORDER)}.")
+    allow_cpu_fallback = _bool(allow_cpu_fallback, "sdfleet_allow_cpu_fallback (nvidia_check_allow_cpu_fallback)")
+    cpu_flags = _flag_list(cpu_flags if not isinstance(cpu_flags, tuple) else list(cpu_flags),
+                           "nvidia_check_cpu_flags")
+    if not isinstance(facts, dict):
+        raise ValueError(f"gpu_plan: the nvidia_gpu_facts result is a {type(facts).__name__}, not a dict. "
+                         "Fix: pass the registered result of sdfleet.toolkit.nvidia_gpu_facts.")
+    if not isinstance(facts.get("gpus", []), list) or not all(isinstance(g, dict) for g in facts.get("gpus", [])):
+        raise ValueError("gpu_plan: the nvidia_gpu_facts result's gpus is not a list of records. "
+                         "Fix: pass the registered result of sdfleet.toolkit.nvidia_gpu_facts.")
     table = _check_table(tier_table)
     quirk_flags("", quirks)  # validates every regex up front
     if pin == "cpu":

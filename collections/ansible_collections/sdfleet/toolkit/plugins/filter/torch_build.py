@@ -19,6 +19,7 @@ except ImportError:  # pure-Python use without Ansible installed
 
 from ansible_collections.sdfleet.toolkit.plugins.filter.webui_args import listed_webui_version
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import torch_builds as table
+from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import redact_urls
 
 DOCUMENTATION = r"""
 name: torch_plan
@@ -66,9 +67,17 @@ def torch_plan(gpu_plan: Mapping[str, Any], webui_version: str = table.DEFAULT_W
     """``gpu_plan`` with compute capabilities and the host's torch build, or turned into a refusal."""
     if not isinstance(gpu_plan, Mapping):
         raise AnsibleFilterError(f"torch_plan: sdfleet_gpu must be a dict (the gpu_plan result), not "
-                                 f"{type(gpu_plan).__name__}")
+                                 f"{type(gpu_plan).__name__}. Fix: pass the gpu_plan result.")
     if not isinstance(pin, str) or not pin:
-        raise AnsibleFilterError(f"nvidia_check_torch_build: {pin!r} is not a build name; use auto or a build")
+        raise AnsibleFilterError(f"sdfleet_torch_build (nvidia_check_torch_build) = {pin!r}: not a build name. "
+                                 "Fix: set auto or a build such as cu121.")
+    if isinstance(webui_version, bool) or not isinstance(webui_version, (str, int, float)):
+        raise AnsibleFilterError(f"sdfleet_webui_version (nvidia_check_webui_version) = {webui_version!r}: not a git "
+                                 f"ref. Fix: set a tag or commit, e.g. {table.DEFAULT_WEBUI_VERSION}.")
+    gpus_in = gpu_plan.get("gpus") or []
+    if not isinstance(gpus_in, (list, tuple)) or not all(isinstance(g, Mapping) for g in gpus_in):
+        raise AnsibleFilterError("torch_plan: sdfleet_gpu.gpus is not a list of GPU records. Fix: pass the "
+                                 "gpu_plan result unchanged.")
     plan = dict(gpu_plan)
     if plan.get("state") not in USABLE_STATES:
         return plan
@@ -112,6 +121,12 @@ def _attention_fallback(plan: dict[str, Any]) -> None:
 
 def torch_index_url(build: str, cuda_url: str, cpu_url: str) -> str:
     """The index of ``build``: ``cpu_url`` for cpu, else ``cuda_url`` with ``{build}`` replaced."""
+    for name, value in (("sdfleet_torch_build (webui_repo_torch_build)", build),
+                        ("sdfleet_torch_index_url_cuda (webui_repo_torch_index_url_cuda)", cuda_url),
+                        ("sdfleet_torch_index_url_cpu (webui_repo_torch_index_url_cpu)", cpu_url)):
+        if not isinstance(value, str) or not value.strip():
+            raise AnsibleFilterError(f"{name} = {redact_urls(value) if isinstance(value, str) else value!r}: empty or "
+                                     "not a string. Fix: set it (an index URL, or a build such as cu121).")
     return cpu_url if build == table.CPU_BUILD else cuda_url.replace("{build}", build)
 
 
@@ -120,7 +135,13 @@ def torch_mirror_indexes(hosts: Sequence[str], hostvars: Mapping[str, Any], cuda
     """``{build: index URL}`` for every build the ``hosts`` chose (``sdfleet_gpu.torch.build``), and only those."""
     for name, value in (("sdfleet_torch_index_url_cuda", cuda_url), ("sdfleet_torch_index_url_cpu", cpu_url)):
         if not isinstance(value, str) or not value.strip():
-            raise AnsibleFilterError(f"torch_mirror_indexes: {name} is empty; give the torch index URL")
+            raise AnsibleFilterError(f"torch_mirror_indexes: {name} is empty or not a string. Fix: give the torch "
+                                     "index URL.")
+    if isinstance(hosts, (str, Mapping)) or not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError(f"torch_mirror_indexes: the hosts are a {type(hosts).__name__}, not a list. Fix: pass "
+                                 "groups['webui_hosts'].")
+    if not isinstance(hostvars, Mapping) and not hasattr(hostvars, "get"):
+        raise AnsibleFilterError("torch_mirror_indexes: hostvars is not a mapping. Fix: pass hostvars.")
     builds = set()
     for host in hosts or []:
         gpu = (hostvars.get(host) or {}).get("sdfleet_gpu") or {}

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Union
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _Names, is_loopback
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import webui_flags as upstream
 
 DOCUMENTATION = r"""
@@ -99,27 +100,37 @@ ALLOWED_FLAGS: dict[str, Arity] = {flag: spec["arity"] for flag, spec in upstrea
 
 # Flags the role sets from its own variables: refused in extra args and GPU records.
 MANAGED_FLAGS: dict[str, str] = {
-    "--port": "webui_service_port (instance N listens on base port + N)",
-    "--listen": "webui_service_listen",
-    "--server-name": "webui_service_listen_address",
-    "--share": "webui_service_share",
-    "--gradio-auth": "webui_service_auth_users (written to a 0600 --gradio-auth-path file)",
-    "--gradio-auth-path": "webui_service_auth_users (written to a 0600 --gradio-auth-path file)",
-    "--api-auth": "webui_service_api_auth_users (enforced by the front door, never given to the webui)",
-    "--api": "webui_service_api",
+    "--port": "sdfleet_port (webui_service_port; instance N listens on base port + N)",
+    "--listen": "sdfleet_listen (webui_service_listen)",
+    "--server-name": "sdfleet_listen_address (webui_service_listen_address)",
+    "--share": "sdfleet_share (webui_service_share)",
+    "--gradio-auth": "sdfleet_auth_users (webui_service_auth_users; written to a 0600 --gradio-auth-path file)",
+    "--gradio-auth-path": "sdfleet_auth_users (webui_service_auth_users; written to a 0600 --gradio-auth-path file)",
+    "--api-auth": "sdfleet_api_auth_users (webui_service_api_auth_users; enforced by the front door, never given "
+                  "to the webui)",
+    "--api": "sdfleet_api (webui_service_api)",
     "--data-dir": "webui_service_data_root (instance N uses <data_root>/instance-N)",
     "--models-dir": "webui_service_models_dir",
     "--embeddings-dir": "webui_service_embeddings_dir",
-    "--freeze-settings": "webui_service_freeze_settings",
-    "--enable-insecure-extension-access": "webui_service_insecure_extension_access",
+    "--freeze-settings": "sdfleet_freeze_settings (webui_service_freeze_settings)",
+    "--enable-insecure-extension-access": "sdfleet_insecure_extension_access (webui_service_insecure_extension_access)",
     "--theme": "webui_service_theme",
     "--device-id": "nothing: each instance sees only its GPU through CUDA_VISIBLE_DEVICES",
 }
 
+# Before v1.10.0 there is no --models-dir (v1.9.4's models path is <data dir>/models): the shared models dir is
+# then given kind by kind, through the per-directory flags of that parser (modules/cmd_args.py and the built-in
+# Lora preload.py), for the kinds webui_models places (model_paths.KINDS; ControlNet has no such flag there).
+MODELS_SUBDIR_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--ckpt-dir", "Stable-diffusion"), ("--vae-dir", "VAE"), ("--lora-dir", "Lora"),
+    ("--hypernetwork-dir", "hypernetworks"), ("--gfpgan-models-path", "GFPGAN"),
+    ("--codeformer-models-path", "Codeformer"), ("--esrgan-models-path", "ESRGAN"),
+)
+
 # Real flags that the role refuses outright, with the reason.
 REFUSED_FLAGS: dict[str, str] = {
     "--nowebui": "the API-only server has no /internal/ping, so the health gate cannot work",
-    "--ngrok": "a public tunnel the exposure checks do not cover; use webui_service_share or a reverse proxy",
+    "--ngrok": "a public tunnel the exposure checks do not cover; use sdfleet_share or the front door",
     "--allow-code": "it runs arbitrary Python sent by any UI user",
     "--api-server-stop": "it lets any API user stop or kill the server (/sdapi/v1/server-kill)",
     "--dump-sysinfo": "it writes a sysinfo file and exits, so the service would restart in a loop",
@@ -130,27 +141,123 @@ REFUSED_FLAGS: dict[str, str] = {
 THEMES: frozenset[str] = frozenset({"light", "dark"})
 
 
+# CORS options of the webui (modules/initialize_util.py): a list split on ",", or a regex that starlette fullmatches.
+CORS_FLAGS: tuple[str, ...] = ("--cors-allow-origins", "--cors-allow-origins-regex")
+# Origins no fleet would allow on purpose: a regex that accepts one of them accepts (about) every origin.
+# "null" is what sandboxed iframes and file:// pages send, so any web page can produce it.
+CORS_PROBES: tuple[str, ...] = ("https://sdfleet-cors-probe.invalid", "http://sdfleet-cors-probe.invalid:8080",
+                                "null")
+
+# The variables behind each option of webui_args / webui_instances, for the messages (inventory name first).
+OPTION_NAMES: dict[str, str] = {
+    "port": "sdfleet_port (webui_service_port)",
+    "base_port": "sdfleet_port (webui_service_port, or webui_service_backend_port behind the front door)",
+    "public_base_port": "sdfleet_port (webui_service_port)",
+    "listen": "sdfleet_listen (webui_service_listen)",
+    "listen_address": "sdfleet_listen_address (webui_service_listen_address)",
+    "share": "sdfleet_share (webui_service_share)",
+    "api": "sdfleet_api (webui_service_api)",
+    "auth_path": "webui_service_config_dir (the --gradio-auth-path file)",
+    "data_dir": "webui_service_data_root",
+    "data_root": "webui_service_data_root",
+    "models_dir": "webui_service_models_dir",
+    "embeddings_dir": "webui_service_embeddings_dir",
+    "freeze_settings": "sdfleet_freeze_settings (webui_service_freeze_settings)",
+    "insecure_extension_access": "sdfleet_insecure_extension_access (webui_service_insecure_extension_access)",
+    "theme": "webui_service_theme",
+    "extra_args": "sdfleet_extra_args (webui_service_extra_args)",
+    "webui_version": "sdfleet_webui_version (sdfleet_webui.version)",
+    "exposed": "exposed (webui_service computes it from sdfleet_listen, sdfleet_listen_address, sdfleet_share)",
+    "single_instance": "webui_service_single_instance",
+    "gpu": "sdfleet_gpu (the nvidia_check plan)",
+}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+
+
 def _fail(msg: str) -> AnsibleFilterError:
     return AnsibleFilterError(msg)
 
 
-def _tokens(extra_args: Union[str, Sequence[Any], None]) -> list[str]:
-    """Split extra args (a list of strings, each shell-split) into tokens; ``--f=v`` -> ``--f v``."""
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _bool(value: Any, option: str) -> bool:
+    """A boolean option: a bool, 0/1, or a string such as 'true'/'no' (extra-vars arrive as strings)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _fail(f"{OPTION_NAMES.get(option, option)} = {value!r}: a {_kind(value)}, not a boolean. "
+                "Fix: set it to true or false.")
+
+
+def _text(value: Any, option: str) -> str:
+    """A string option (None counts as empty); numbers are accepted as their text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _fail(f"{OPTION_NAMES.get(option, option)} = {value!r}: a {_kind(value)}, not a string. "
+                    "Fix: set it to a string (quote it in YAML).")
+    text = str(value)
+    if any(char in text for char in "\n\r\0"):
+        raise _fail(f"{OPTION_NAMES.get(option, option)}: the value holds a line break. Fix: write it on one line.")
+    return text
+
+
+def _port(value: Any, option: str) -> int:
+    """A port option: an int, or a string of digits (extra-vars arrive as strings), in 1..65535."""
+    port = value
+    if isinstance(value, str) and value.strip().isdigit():
+        port = int(value.strip())
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _fail(f"{OPTION_NAMES.get(option, option)} = {value!r}: not a port number in 1..65535. "
+                    "Fix: set a free port, e.g. 7860.")
+    return port
+
+
+def _split(extra_args: Any, source: str) -> tuple[list[str], list[str]]:
+    """Split extra args (a list of strings, each shell-split) into tokens (``--f=v`` -> ``--f v``), and the
+    problems of items that are not strings or cannot be split. A single string counts as a one-item list."""
     if extra_args is None:
-        return []
-    items: Iterable[Any] = [extra_args] if isinstance(extra_args, str) else extra_args
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, (str, int, float)) or isinstance(item, bool):
-            raise _fail(f"webui_service_extra_args: {item!r} is not a string; "
-                        "give a list of strings such as ['--xformers', '--precision full']")
-        for tok in shlex.split(str(item)):
+        return [], []
+    if isinstance(extra_args, str):
+        items: list[Any] = [extra_args]
+    elif isinstance(extra_args, (list, tuple)):
+        items = list(extra_args)
+    else:
+        return [], [f"{source} is a {_kind(extra_args)}, not a list. Fix: write it as a list of strings such as "
+                    "['--xformers', '--precision full'], or []."]
+    tokens: list[str] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            problems.append(f"{source}[{index}] is a {_kind(item)}, not a string. Fix: write each item as a string "
+                            "such as '--precision full' (quote it in YAML).")
+            continue
+        try:
+            split = shlex.split(str(item))
+        except ValueError as err:  # unbalanced quotes; the item is not shown (it may hold a token)
+            problems.append(f"{source}[{index}] cannot be split like a shell line ({err}). Fix: balance its quotes.")
+            continue
+        for tok in split:
             if tok.startswith("--") and "=" in tok:
                 flag, value = tok.split("=", 1)
-                out.extend([flag, value])
+                tokens.extend([flag, value])
             else:
-                out.append(tok)
-    return out
+                tokens.append(tok)
+    return tokens, problems
+
+
+def _tokens(extra_args: Union[str, Sequence[Any], None], source: str = OPTION_NAMES["extra_args"]) -> list[str]:
+    """The tokens of ``extra_args`` (see ``_split``); raises on the first item that is not a string."""
+    tokens, problems = _split(extra_args, source)
+    if problems:
+        raise _fail(" | ".join(problems))
+    return tokens
 
 
 def listed_webui_version(webui_version: str = "") -> Optional[str]:
@@ -166,6 +273,16 @@ def listed_webui_version(webui_version: str = "") -> Optional[str]:
     return None
 
 
+def _version_text(webui_version: Any) -> str:
+    """``webui_version`` as text, refusing what is not a ref (a list, a mapping, a bool)."""
+    if webui_version is None:
+        return ""
+    if isinstance(webui_version, bool) or not isinstance(webui_version, (str, int, float)):
+        raise _fail(f"{OPTION_NAMES['webui_version']} = {webui_version!r}: a {_kind(webui_version)}, not a git ref. "
+                    f"Fix: set a tag, branch or commit, e.g. {DEFAULT_WEBUI_VERSION}.")
+    return str(webui_version)
+
+
 def webui_flag_specs(webui_version: str = "") -> tuple[str, dict[str, FlagSpec]]:
     """``(label, {flag: spec})`` of the real parser of ``webui_version``.
 
@@ -173,6 +290,7 @@ def webui_flag_specs(webui_version: str = "") -> tuple[str, dict[str, FlagSpec]]
     ``DEFAULT_WEBUI_VERSION``. Another ref (a branch, another tag or commit) gets the flags of all known
     versions together: typos are still caught, and the health gate catches a flag that version lacks.
     """
+    webui_version = _version_text(webui_version)
     version = listed_webui_version(webui_version)
     if version is not None:
         return version, dict(upstream.FLAGS[version])
@@ -191,81 +309,157 @@ def _versions_with(flag: str) -> str:
     return f"only {', '.join(have)} {'has' if len(have) == 1 else 'have'} it"
 
 
-def _unknown_flag(source: str, flag: str, label: str, specs: Mapping[str, FlagSpec]) -> AnsibleFilterError:
+def _unknown_flag(source: str, flag: str, label: str, specs: Mapping[str, FlagSpec]) -> str:
     """The refusal of a flag the parser of ``label`` does not know, saying which versions have it."""
     if any(flag in upstream.FLAGS[v] for v in WEBUI_VERSIONS):
-        return _fail(f"{source}: {flag} is not a flag of AUTOMATIC1111 webui {label} (the webui exits on unknown "
-                     f"flags); {_versions_with(flag)}: remove it or pin such a webui version")
+        return (f"{source}: {flag} is not a flag of AUTOMATIC1111 webui {label} (the webui exits on unknown flags); "
+                f"{_versions_with(flag)}. Fix: remove it, or pin such a webui version (sdfleet_webui_version).")
     close = difflib.get_close_matches(flag, list(specs), n=3, cutoff=0.8)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return _fail(f"{source}: {flag} is not a known AUTOMATIC1111 webui {label} flag{hint}; the webui exits on "
-                 "unknown flags: fix the spelling or remove it. The flags of each version are listed in "
-                 "plugins/module_utils/webui_flags.py of the sdfleet.toolkit collection")
+    return (f"{source}: {flag} is not a known AUTOMATIC1111 webui {label} flag{hint}; the webui exits on unknown "
+            "flags. Fix: correct the spelling or remove it (the flags of each version are listed in "
+            "plugins/module_utils/webui_flags.py of the sdfleet.toolkit collection).")
 
 
-def _check_values(source: str, flag: str, spec: FlagSpec, values: Sequence[str], label: str) -> None:
-    """Refuse values the webui's parser refuses: outside ``choices``, or not a number for ``type=int``."""
+def _value_problems(source: str, flag: str, spec: FlagSpec, values: Sequence[str], label: str) -> list[str]:
+    """Values the webui's parser refuses: outside ``choices``, or not a number for ``type=int``/``float``."""
     kind = spec.get("type")
+    problems: list[str] = []
     for value in values:
         if kind in ("int", "float"):
             try:
                 int(value) if kind == "int" else float(value)
             except ValueError:
-                raise _fail(f"{source}: {flag} takes a number ({kind}), not {value!r}") from None
+                problems.append(f"{source}: {flag} takes a number ({kind}), not {value!r}. "
+                                f"Fix: give a number, e.g. '{flag} 30'.")
+                continue
         choices = spec.get("choices")
         if choices and (value.lower() if kind == "str.lower" else value) not in choices:
-            raise _fail(f"{source}: '{flag} {value}' is refused by webui {label}; use one of {', '.join(choices)}")
+            problems.append(f"{source}: '{flag} {value}' is refused by webui {label}. "
+                            f"Fix: use one of {', '.join(choices)}.")
+    return problems
 
 
-def parse_flags(tokens: Sequence[str], source: str,
-                webui_version: str = "") -> list[tuple[str, tuple[str, ...]]]:
-    """Parse tokens into ``(flag, values)`` pairs, checked against the parser of ``webui_version``.
+def _cors_problems(source: str, flag: str, values: Sequence[str]) -> list[str]:
+    """CORS settings that let (about) any web site call the webui with its users' sessions: refused while exposed."""
+    fix = ("Fix: list the exact origins that may call the webui, e.g. '--cors-allow-origins https://app.example.org', "
+           "or keep the UI on loopback.")
+    problems: list[str] = []
+    for value in values:
+        if flag == "--cors-allow-origins":
+            wild = [origin for origin in value.split(",") if origin.strip() in ("*", "null")]
+            if wild:
+                problems.append(f"{source}: '{flag} {value}' allows {' and '.join(repr(o) for o in wild)} on an "
+                                "exposed server: any web page its users open could drive the UI and API with "
+                                f"their login (credentials are allowed). {fix}")
+            continue
+        try:
+            pattern = re.compile(value)
+        except re.error as err:
+            problems.append(f"{source}: '{flag} {value}' is not a valid regex ({err}); the webui fails at start. "
+                            "Fix: correct it.")
+            continue
+        matched = [probe for probe in CORS_PROBES if pattern.fullmatch(probe)]
+        if matched:
+            problems.append(f"{source}: '{flag} {value}' matches any origin (it accepts {matched[0]!r}) on an exposed "
+                            f"server: any web page its users open could drive the UI and API with their login. {fix}")
+    return problems
 
-    ``source`` names where the tokens came from, for the error message. An alias is returned as the
+
+def flag_problems(tokens: Sequence[str], source: str, webui_version: str = "",
+                  exposed: bool = False) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
+    """Parse tokens into ``(flag, values)`` pairs, checked against the parser of ``webui_version``, and list every
+    problem: not a flag, managed by the role, refused, unknown to that version, a missing or bad value, and (when
+    ``exposed``) a CORS setting that matches every origin. The one owner of the flag rules: ``parse_flags``
+    (raising, webui_service's argv) and ``webui_extra_args_problems`` (preflight) both use it.
+
+    ``source`` names where the tokens came from (the variable), for the messages. An alias is returned as the
     flag it stands for.
     """
     label, specs = webui_flag_specs(webui_version)
     parsed: list[tuple[str, tuple[str, ...]]] = []
+    problems: list[str] = []
     i = 0
     while i < len(tokens):
         given = tokens[i]
+        i += 1
         if not given.startswith("--"):
-            raise _fail(f"{source}: {given!r} is not a flag (values must follow their flag, "
-                        f"e.g. '--precision full'); check the quoting of {list(tokens)!r}")
+            problems.append(f"{source}: {given!r} is not a flag (values must follow their flag). Fix: write "
+                            "'--flag value' in one item, e.g. '--precision full', or remove it.")
+            continue
         flag = str(specs.get(given, {}).get("alias_of", given))
         shown = given if flag == given else f"{given} (an alias of {flag})"
-        if flag in MANAGED_FLAGS:
-            raise _fail(f"{source}: {shown} is managed by the role; set {MANAGED_FLAGS[flag]} instead")
-        if flag in REFUSED_FLAGS:
-            raise _fail(f"{source}: {shown} is refused: {REFUSED_FLAGS[flag]}; remove it")
-        if given not in specs:
-            raise _unknown_flag(source, given, label, specs)
-        arity = specs[given]["arity"]
-        i += 1
+        arity = specs.get(given, {}).get("arity", "+")  # an unknown flag: skip the values that follow it
         values: list[str] = []
+        missing = False
         if arity == "+":
             while i < len(tokens) and not tokens[i].startswith("--"):
                 values.append(tokens[i])
                 i += 1
-            if not values:
-                raise _fail(f"{source}: {given} needs at least one value")
+            missing = not values
         else:
             for _ in range(int(arity)):
                 if i >= len(tokens) or tokens[i].startswith("--"):
-                    raise _fail(f"{source}: {given} needs a value, e.g. '{given} VALUE'")
+                    missing = True
+                    break
                 values.append(tokens[i])
                 i += 1
-        _check_values(source, given, specs[given], values, label)
-        parsed.append((flag, tuple(values)))
+        if flag in MANAGED_FLAGS:
+            use = MANAGED_FLAGS[flag]
+            fix = f"remove it ({use})" if use.startswith("nothing") else f"remove it and set {use} instead"
+            problems.append(f"{source}: {shown} is managed by the role. Fix: {fix}.")
+        elif flag in REFUSED_FLAGS:
+            problems.append(f"{source}: {shown} is refused: {REFUSED_FLAGS[flag]}. Fix: remove it.")
+        elif given not in specs:
+            problems.append(_unknown_flag(source, given, label, specs))
+        elif missing:
+            example = f"'{given} VALUE'" if arity != "+" else f"'{given} VALUE [VALUE ...]'"
+            problems.append(f"{source}: {given} needs {'a value' if arity != '+' else 'at least one value'}. "
+                            f"Fix: write {example}.")
+        else:
+            found = _value_problems(source, given, specs[given], values, label)
+            if exposed and flag in CORS_FLAGS:
+                found += _cors_problems(source, flag, values)
+            if found:
+                problems.extend(found)
+            else:
+                parsed.append((flag, tuple(values)))
+    return parsed, problems
+
+
+def parse_flags(tokens: Sequence[str], source: str, webui_version: str = "",
+                exposed: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """``flag_problems``' pairs; raises AnsibleFilterError with every problem when there are any."""
+    parsed, problems = flag_problems(tokens, source, webui_version, exposed)
+    if problems:
+        raise _fail(" | ".join(problems))
     return parsed
+
+
+def webui_extra_args_problems(extra_args: Any, webui_version: Any = "", exposed: Any = False,
+                              prefix: str = "sdfleet_", role_prefix: str = "") -> list[str]:
+    """Every problem with the extra webui flags (empty when accepted), named ``<prefix>extra_args
+    (<role_prefix>extra_args)``: the rules of ``webui_args`` (``flag_problems``), as a list for preflight."""
+    names = _Names(prefix, role_prefix)
+    source = names("extra_args")
+    try:
+        version = _version_text(webui_version)
+        is_exposed = _bool(exposed, "exposed")
+    except AnsibleFilterError as err:
+        return [str(err).replace(OPTION_NAMES["webui_version"], names("webui_version"))]
+    tokens, problems = _split(extra_args, source)
+    return problems + flag_problems(tokens, source, version, is_exposed)[1]
 
 
 def effective_tier(gpu: Optional[Mapping[str, Any]]) -> str:
     """The tier of an instance: its GPU record's (cpu when there is no record)."""
+    if gpu is not None and not isinstance(gpu, Mapping):
+        raise _fail(f"sdfleet_gpu: a GPU record is a {_kind(gpu)}, not a mapping. Fix: rerun the nvidia_check role "
+                    "(it writes sdfleet_gpu); do not set sdfleet_gpu by hand.")
     rec_tier = (gpu or {}).get("tier") or "cpu"
-    if rec_tier not in TIERS:
-        raise _fail(f"sdfleet_gpu: GPU record tier {rec_tier!r} is not one of {', '.join(TIERS)}; "
-                    "rerun the nvidia_check role (nvidia_check_tier pins a tier)")
+    if not isinstance(rec_tier, str) or rec_tier not in TIERS:
+        raise _fail(f"sdfleet_gpu: GPU record tier {rec_tier!r} is not one of {', '.join(TIERS)}. "
+                    "Fix: rerun the nvidia_check role (nvidia_check_tier, sdfleet_gpu_tier pins a tier).")
     return str(rec_tier)
 
 
@@ -294,8 +488,8 @@ def _merge(pairs: Iterable[tuple[str, tuple[str, ...]]], tier: str,
     if "--no-half" in merged:
         merged.pop("--upcast-sampling", None)  # no effect together with --no-half
         if merged.get("--precision") == ("half",):
-            raise _fail("webui_service_extra_args: '--precision half' contradicts '--no-half' "
-                        f"(tier {tier} or extra args); remove one of them")
+            raise _fail(f"{OPTION_NAMES['extra_args']}: '--precision half' contradicts '--no-half' "
+                        f"(tier {tier} or extra args). Fix: remove one of them.")
     out: list[tuple[str, tuple[str, ...]]] = []
     for flag, values in merged.items():
         if repeats(flag):
@@ -309,40 +503,59 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, listen: bool = Fa
                listen_address: str = "", share: bool = False, auth_path: str = "", api: bool = False,
                data_dir: str = "", models_dir: str = "", embeddings_dir: str = "",
                freeze_settings: bool = False, insecure_extension_access: bool = False, theme: str = "",
-               extra_args: Union[str, Sequence[Any], None] = None, webui_version: str = "") -> list[str]:
+               extra_args: Union[str, Sequence[Any], None] = None, webui_version: str = "",
+               exposed: Optional[bool] = None) -> list[str]:
     """Return the argument list (after ``launch.py``) of one instance.
 
     ``gpu`` is one record of ``sdfleet_gpu.gpus``, or for a CPU instance ``{"tier": "cpu", "flags":
     sdfleet_gpu.flags}``: its ``flags`` are the tier's, decided by nvidia_check, and are taken as given (only
     checked against the parser). Secrets never appear here: UI users go through the file at ``auth_path``; API
     users are the front door's. Every flag must be one of ``webui_version``'s parser (see ``webui_flag_specs``).
+    ``exposed``: whether users reach the UI from other machines (behind the front door the instance itself binds
+    loopback, so the caller says); None derives it from ``listen``, ``listen_address`` and ``share``.
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _fail(f"webui_service_port: port {port!r} is out of range; use 1-65535")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise _fail(f"{OPTION_NAMES['port']}: port {port!r} is out of range. Fix: use a port in 1-65535.")
+    listen, share, api = _bool(listen, "listen"), _bool(share, "share"), _bool(api, "api")
+    freeze_settings = _bool(freeze_settings, "freeze_settings")
+    insecure_extension_access = _bool(insecure_extension_access, "insecure_extension_access")
+    listen_address, auth_path, theme = (_text(listen_address, "listen_address"), _text(auth_path, "auth_path"),
+                                        _text(theme, "theme"))
+    data_dir, models_dir, embeddings_dir = (_text(data_dir, "data_dir"), _text(models_dir, "models_dir"),
+                                            _text(embeddings_dir, "embeddings_dir"))
+    webui_version = _version_text(webui_version)
+    if exposed is None:
+        exposed = listen or share or bool(listen_address.strip() and not is_loopback(listen_address))
+    exposed = _bool(exposed, "exposed")
     if theme and theme not in THEMES:
-        raise _fail(f"webui_service_theme: {theme!r} is not a webui theme; use '', 'light' or 'dark'")
+        raise _fail(f"webui_service_theme: {theme!r} is not a webui theme. Fix: use '', 'light' or 'dark'.")
     tier_name = effective_tier(gpu)
     record_flags = (gpu or {}).get("flags") or []
     if not isinstance(record_flags, (list, tuple)):
         raise _fail(f"sdfleet_gpu: the flags of GPU record {(gpu or {}).get('index', 0)} are "
-                    f"{type(record_flags).__name__}, not a list; rerun the nvidia_check role")
-    tier_pairs = parse_flags(_tokens(list(record_flags)), f"sdfleet_gpu flags (tier {tier_name})", webui_version)
-    extra_pairs = parse_flags(_tokens(extra_args), "webui_service_extra_args", webui_version)
+                    f"{type(record_flags).__name__}, not a list. Fix: rerun the nvidia_check role.")
+    record_source = f"sdfleet_gpu flags (tier {tier_name}; nvidia_check_tier_table, nvidia_check_quirks)"
+    tier_pairs = parse_flags(_tokens(list(record_flags), record_source), record_source, webui_version)
+    extra_pairs = parse_flags(_tokens(extra_args), OPTION_NAMES["extra_args"], webui_version, exposed)
 
+    label, specs = webui_flag_specs(webui_version)
     managed: list[tuple[str, tuple[str, ...]]] = [("--no-download-sd-model", ())]
     for flag, value in (("--data-dir", data_dir), ("--models-dir", models_dir),
                         ("--embeddings-dir", embeddings_dir)):
-        if value:
-            managed.append((flag, (str(value),)))
+        if value and flag == "--models-dir" and flag not in specs:
+            managed.extend((sub_flag, (f"{value.rstrip('/')}/{sub}",)) for sub_flag, sub in MODELS_SUBDIR_FLAGS
+                           if sub_flag in specs)
+        elif value:
+            managed.append((flag, (value,)))
     managed.append(("--port", (str(port),)))
     if listen_address:
-        managed.append(("--server-name", (str(listen_address),)))  # wins over --listen upstream
+        managed.append(("--server-name", (listen_address,)))  # wins over --listen upstream
     elif listen:
         managed.append(("--listen", ()))
     if share:
         managed.append(("--share", ()))
     if auth_path:
-        managed.append(("--gradio-auth-path", (str(auth_path),)))
+        managed.append(("--gradio-auth-path", (auth_path,)))
     if api:
         managed.append(("--api", ()))
     if freeze_settings:
@@ -352,17 +565,23 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, listen: bool = Fa
     if theme:
         managed.append(("--theme", (theme,)))
 
-    label, specs = webui_flag_specs(webui_version)
     for flag, _values in managed:  # the role's own flags: the parser must know them too
         if flag not in specs:
             raise _fail(f"{MANAGED_FLAGS[flag]}: the role would pass {flag}, which AUTOMATIC1111 webui {label} does "
-                        f"not know ({_versions_with(flag)}); unset that variable or pin such a webui version")
+                        f"not know ({_versions_with(flag)}). Fix: unset that variable or pin such a webui version.")
 
     out: list[str] = []
     for flag, values in _merge(tier_pairs + extra_pairs + managed, tier_name, specs):
         out.append(flag)
         out.extend(values)
     return out
+
+
+def _index_of(record: Mapping[str, Any], default: int) -> int:
+    value = record.get("index", default)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise _fail(f"sdfleet_gpu: GPU record index {value!r} is not a number. Fix: rerun the nvidia_check role.")
+    return int(value)
 
 
 def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 7860, single_instance: bool = False,
@@ -377,18 +596,29 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
     when no UUID is known (the unit then sets ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA counts the same way);
     ``""`` for a CPU instance (nothing exported). A CPU instance's record carries the plan's host ``flags``.
     """
-    if isinstance(base_port, bool) or not isinstance(base_port, int):
-        raise _fail(f"webui_service_port: {base_port!r} is not an integer port")
-    public_base = base_port if public_base_port is None else int(public_base_port)
+    base_port = _port(base_port, "base_port")
+    public_base = base_port if public_base_port is None else _port(public_base_port, "public_base_port")
+    single_instance = _bool(single_instance, "single_instance")
+    data_root = _text(data_root, "data_root")
+    if not data_root.startswith("/"):
+        raise _fail(f"webui_service_data_root = {data_root!r}: not an absolute path. Fix: use e.g. /var/lib/sd-webui.")
     facts = gpu_facts or {}
     if not isinstance(facts, Mapping):
-        raise _fail(f"sdfleet_gpu: expected the nvidia_check plan (a dict), got a {type(facts).__name__}")
-    gpus = [g for g in (facts.get("gpus") or []) if isinstance(g, Mapping)]
+        raise _fail(f"sdfleet_gpu: expected the nvidia_check plan (a dict), got a {_kind(facts)}. "
+                    "Fix: run the nvidia_check role first (it writes sdfleet_gpu); do not set it by hand.")
+    raw_gpus = facts.get("gpus") or []
+    if not isinstance(raw_gpus, (list, tuple)):
+        raise _fail(f"sdfleet_gpu.gpus is a {_kind(raw_gpus)}, not a list. Fix: rerun the nvidia_check role.")
+    host_flags = facts.get("flags") or []
+    if not isinstance(host_flags, (list, tuple)):
+        raise _fail(f"sdfleet_gpu.flags is a {_kind(host_flags)}, not a list. Fix: rerun the nvidia_check role "
+                    "(nvidia_check_cpu_flags is a list).")
+    gpus = [g for g in raw_gpus if isinstance(g, Mapping)]
     if facts.get("tier") == "cpu" or not gpus:
-        records: list[Mapping[str, Any]] = [{"index": 0, "tier": "cpu", "flags": list(facts.get("flags") or [])}]
+        records: list[Mapping[str, Any]] = [{"index": 0, "tier": "cpu", "flags": list(host_flags)}]
         cpu = True
     else:
-        records = sorted(gpus, key=lambda g: int(g.get("index", 0)))
+        records = sorted(gpus, key=lambda g: _index_of(g, 0))
         cpu = False
         if single_instance:
             records = records[:1]
@@ -396,8 +626,8 @@ def webui_instances(gpu_facts: Optional[Mapping[str, Any]], base_port: int = 786
     for n, rec in enumerate(records):
         port = base_port + n
         if not 1 <= port <= 65535:
-            raise _fail(f"webui_service_port: instance {n} would listen on port {port}, out of 1-65535; "
-                        "lower webui_service_port")
+            raise _fail(f"{OPTION_NAMES['port']}: instance {n} would listen on port {port}, out of 1-65535. "
+                        "Fix: lower the base port.")
         uuid = str(rec.get("uuid") or "")
         out.append({
             "index": n,
@@ -427,11 +657,17 @@ _SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 
 def webui_systemd_argv(args: Sequence[Any]) -> str:
     """Quote an argv for a systemd ``ExecStart=`` line (``%`` and ``$`` escaped, quotes where needed)."""
+    if not isinstance(args, (list, tuple)):
+        raise _fail(f"webui_systemd_argv: the argv is a {_kind(args)}, not a list. Fix: pass the args of a "
+                    "webui_plan instance (a list of strings).")
     parts: list[str] = []
     for arg in args:
+        if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+            raise _fail(f"webui_systemd_argv: argument {arg!r} is a {_kind(arg)}, not a string. "
+                        "Fix: pass a list of strings.")
         text = str(arg)
-        if "\n" in text:
-            raise _fail(f"webui_systemd_argv: argument {text!r} holds a newline")
+        if "\n" in text or "\r" in text:
+            raise _fail(f"webui_systemd_argv: argument {text!r} holds a newline. Fix: remove the line break.")
         text = text.replace("%", "%%").replace("$", "$$")
         if not _SYSTEMD_SAFE.match(text):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -442,15 +678,21 @@ def webui_systemd_argv(args: Sequence[Any]) -> str:
 def _users(users: Any, variable: str) -> list[tuple[str, str]]:
     if not users:
         return []
-    if not isinstance(users, Sequence) or isinstance(users, str):
-        raise _fail(f"{variable}: expected a list of {{username, password}}, got a {type(users).__name__}")
+    if not isinstance(users, (list, tuple)):
+        raise _fail(f"{variable}: expected a list of {{username, password}}, got a {_kind(users)}. "
+                    "Fix: write it as a list of {username: ..., password: ...} entries.")
     out: list[tuple[str, str]] = []
     for i, user in enumerate(users):
         if not isinstance(user, Mapping) or not user.get("username") or not user.get("password"):
-            raise _fail(f"{variable}[{i}]: each entry needs a non-empty username and password")
+            raise _fail(f"{variable}[{i}]: each entry needs a non-empty username and password. "
+                        "Fix: write it as {username: ..., password: ...} (password from ansible-vault).")
+        if not all(isinstance(user[key], (str, int)) and not isinstance(user[key], bool)
+                   for key in ("username", "password")):
+            raise _fail(f"{variable}[{i}]: the username and password must be strings. Fix: quote them.")
         name, pw = str(user["username"]), str(user["password"])
         if any(c in name + pw for c in "\n\r"):
-            raise _fail(f"{variable}[{i}] ({name!r}): newlines are not allowed in usernames or passwords")
+            raise _fail(f"{variable}[{i}] ({name!r}): newlines are not allowed in usernames or passwords. "
+                        "Fix: remove the line break.")
         out.append((name, pw))
     return out
 
@@ -461,11 +703,12 @@ def webui_auth_lines(users: Any) -> str:
     The webui splits each entry on its first ``:`` and entries on ``,``: usernames with ``:`` or ``,``
     and passwords with ``,`` are refused.
     """
+    variable = "sdfleet_auth_users (webui_service_auth_users)"
     lines: list[str] = []
-    for i, (name, pw) in enumerate(_users(users, "webui_service_auth_users")):
+    for i, (name, pw) in enumerate(_users(users, variable)):
         if ":" in name or "," in name or "," in pw or name != name.strip() or pw != pw.strip():
-            raise _fail(f"webui_service_auth_users[{i}] ({name!r}): usernames may not hold ':' or ',', "
-                        "passwords may not hold ',' and neither may start or end with spaces; choose another")
+            raise _fail(f"{variable}[{i}] ({name!r}): usernames may not hold ':' or ',', passwords may not hold "
+                        "',' and neither may start or end with spaces. Fix: choose another.")
         lines.append(f"{name}:{pw}")
     return "".join(line + "\n" for line in lines)
 
@@ -477,11 +720,15 @@ def _env_double_quote(value: str) -> str:
 
 def webui_env_line(name: str, value: Any) -> str:
     """One ``NAME="value"`` line valid for a systemd EnvironmentFile and for ``sh``."""
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
-        raise _fail(f"environment variable name {name!r} is not valid; use letters, digits and _")
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+        raise _fail(f"webui_service_environment: the name {name!r} is not a shell identifier. "
+                    "Fix: use letters, digits and _ (not starting with a digit).")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _fail(f"webui_service_environment.{name} is a {_kind(value)}, not a string or number. "
+                    "Fix: quote the value.")
     text = str(value)
-    if "\n" in text:
-        raise _fail(f"environment variable {name}: the value holds a newline")
+    if "\n" in text or "\r" in text:
+        raise _fail(f"webui_service_environment.{name}: the value holds a newline. Fix: write it on one line.")
     return f"{name}={_env_double_quote(text)}"
 
 
@@ -492,6 +739,13 @@ def webui_summary(plan: Sequence[Mapping[str, Any]], host: str = "127.0.0.1",
     ``port`` is where users arrive (the front door's public port when there is one), ``backend_port`` where the
     instance itself listens; ``url`` is ``<scheme>://<host>:<port>/``.
     """
+    if not isinstance(plan, (list, tuple)) or not all(isinstance(p, Mapping) and "port" in p and "index" in p
+                                                       for p in plan):
+        raise _fail("webui_summary: expected the instances of webui_plan (a list of {index, port, ...}). "
+                    "Fix: pass __webui_service_instances.")
+    host = _text(host, "host") or "127.0.0.1"
+    if scheme not in ("http", "https"):
+        raise _fail(f"webui_summary: scheme {scheme!r} is not http or https. Fix: pass 'http' or 'https'.")
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     out = []
     for p in plan:
@@ -503,6 +757,12 @@ def webui_summary(plan: Sequence[Mapping[str, Any]], host: str = "127.0.0.1",
 
 def webui_redact(text: Any, secrets: Sequence[Any] = ()) -> str:
     """Replace every secret (and any ``--api-auth`` value) in ``text`` with ``********``."""
+    if isinstance(secrets, (str, int)) and not isinstance(secrets, bool):
+        secrets = [secrets]  # one secret given bare
+    if secrets is None:
+        secrets = ()
+    if not isinstance(secrets, (list, tuple, set)):
+        raise _fail(f"webui_redact: the secrets are a {_kind(secrets)}, not a list. Fix: pass a list of strings.")
     out = str(text)
     for secret in sorted({str(x) for x in secrets if x}, key=len, reverse=True):
         out = out.replace(secret, "********")
@@ -522,4 +782,5 @@ class FilterModule:
             "webui_env_line": webui_env_line,
             "webui_redact": webui_redact,
             "webui_summary": webui_summary,
+            "webui_extra_args_problems": webui_extra_args_problems,
         }

@@ -85,8 +85,17 @@ def _by_index(results: Sequence[Mapping[str, Any]]) -> dict[Any, Mapping[str, An
 def webui_gpu_problems(instances: Sequence[Mapping[str, Any]], memory_results: Sequence[Mapping[str, Any]],
                        txt2img_results: Sequence[Mapping[str, Any]] = (), tolerance: float = 0.03) -> list[str]:
     """Problems of the GPU instances, from the webui's answers (see the module docstring)."""
-    if not isinstance(instances, Sequence) or isinstance(instances, str):
-        raise AnsibleFilterError("webui_gpu_problems: expected the instances of webui_plan (a list)")
+    if not isinstance(instances, Sequence) or isinstance(instances, str) \
+            or not all(isinstance(i, Mapping) for i in instances):
+        raise AnsibleFilterError("webui_gpu_problems: expected the instances of webui_plan (a list of dicts). "
+                                 "Fix: pass __webui_service_instances.")
+    for name, results in (("memory_results", memory_results), ("txt2img_results", txt2img_results)):
+        if results is not None and (isinstance(results, (str, Mapping)) or not isinstance(results, Sequence)):
+            raise AnsibleFilterError(f"webui_gpu_problems: {name} is a {type(results).__name__}, not a list. "
+                                     "Fix: pass the registered loop's results (e.g. memory.results).")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise AnsibleFilterError(f"webui_gpu_problems: tolerance = {tolerance!r} is not a fraction in 0..1. "
+                                 "Fix: pass e.g. 0.03.")
     memory, txt2img = _by_index(memory_results), _by_index(txt2img_results)
     problems: list[str] = []
     for instance in instances:

@@ -8,6 +8,8 @@ Pure functions (no Ansible import) so that modules, filters and tests share them
 - ``legacy_hash``: the old "model hash": SHA-256 of what ``f.seek(0x100000); f.read(0x10000)`` returns, first 8 hex
   (``modules/sd_models.py: model_hash``). A file of 1 MiB or less hashes the empty string (``e3b0c442``), as upstream.
 - ``HashRecord``: the sidecar that lets a finished file skip re-hashing while its size and mtime stay the same.
+- ``sha256_fd`` / ``legacy_hash_fd``: the same hashes of an open file descriptor (model_fetch opens files without
+  following links and hashes what it opened).
 """
 from __future__ import annotations
 
@@ -60,6 +62,32 @@ def sha256_file(path: str) -> str:
         return sha256_stream(stream).hexdigest()
 
 
+def sha256_fd(fd: int, hasher: Optional["hashlib._Hash"] = None,
+              progress: Optional[Callable[[int], None]] = None) -> "hashlib._Hash":
+    """Feed the open file ``fd`` from its start to ``hasher`` (a new SHA-256 when None); return the hasher."""
+    hasher = hasher if hasher is not None else hashlib.sha256()
+    offset = 0
+    while True:
+        block = os.pread(fd, BLOCK, offset)
+        if not block:
+            return hasher
+        hasher.update(block)
+        offset += len(block)
+        if progress:
+            progress(offset)
+
+
+def legacy_hash_fd(fd: int) -> str:
+    """The legacy 8-hex hash of the open file ``fd`` (64 KiB at offset 1 MiB)."""
+    window = b""
+    while len(window) < LEGACY_LENGTH:
+        block = os.pread(fd, LEGACY_LENGTH - len(window), LEGACY_OFFSET + len(window))
+        if not block:
+            break
+        window += block
+    return legacy_hash_bytes(window)
+
+
 def short_hash(sha256: str) -> str:
     """The webui's short hash: the first 10 hex of the full SHA-256."""
     return sha256[:10]
@@ -97,6 +125,16 @@ class HashRecord:
         """A record for the file at ``path`` as it is now."""
         st = os.stat(path)
         return cls(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sha256=sha256)
+
+    @classmethod
+    def of_stat(cls, path: str, st: os.stat_result, sha256: str) -> "HashRecord":
+        """A record for the file at ``path`` whose (fstat) result is ``st``."""
+        return cls(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sha256=sha256)
+
+    def matches_stat(self, path: str, st: os.stat_result) -> bool:
+        """Whether a file at ``path`` with the (fstat) result ``st`` still is the recorded one."""
+        return (self.path == path and self.size == st.st_size and self.mtime_ns == st.st_mtime_ns
+                and self.inode == st.st_ino)
 
     def matches(self, path: str) -> bool:
         """Whether the file at ``path`` still has the recorded path, size, mtime and inode."""

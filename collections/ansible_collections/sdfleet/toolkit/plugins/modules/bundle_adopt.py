@@ -98,7 +98,8 @@ def plan(src: str, dest: str, items: list[str]) -> Plan:
     result = Plan()
     for item in items:
         if "/" in item or item in ("", ".", ".."):
-            raise ValueError(f"item {item!r} must be a plain name under the install dir")
+            raise ValueError(f"items (webui_repo_adopt_items): item {item!r} must be a plain name under the install "
+                             "dir. Fix: list names such as models or config.json, without '/'.")
         source = os.path.join(src, item)
         if not _exists(source):
             continue
@@ -161,14 +162,17 @@ def main() -> None:
     )
     src, dest = module.params["src"], module.params["dest"]
     if not os.path.isdir(src):
-        module.fail_json(msg=f"bundle_adopt: src {src} is not a directory", moved=[], kept=[])
+        module.fail_json(msg=f"bundle_adopt: src {src} is not a directory. Fix: point src at the old install "
+                             "moved aside.", moved=[], kept=[])
     if not os.path.isdir(dest) and not module.check_mode:
-        module.fail_json(msg=f"bundle_adopt: dest {dest} is not a directory", moved=[], kept=[])
+        module.fail_json(msg=f"bundle_adopt: dest (webui_repo_dir) {dest} is not a directory. Fix: check out the "
+                             "webui there first.", moved=[], kept=[])
     try:
         uid = pwd.getpwnam(module.params["owner"]).pw_uid if module.params["owner"] else -1
         gid = grp.getgrnam(module.params["group"]).gr_gid if module.params["group"] else -1
     except KeyError as exc:
-        module.fail_json(msg=f"bundle_adopt: unknown owner or group: {exc}", moved=[], kept=[])
+        module.fail_json(msg=f"bundle_adopt: owner (webui_repo_user) or group (webui_repo_group) unknown: {exc}. "
+                             "Fix: create the account first, or set them to existing ones.", moved=[], kept=[])
     try:
         todo = plan(src, dest, module.params["items"])
     except ValueError as exc:

@@ -56,8 +56,8 @@ EXAMPLES = r"""
     dest: /opt/sd-webui/models/Stable-diffusion/sd15.safetensors
     url: [https://example.org/sd15.safetensors]
     sha256: 6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa
-    partial_dir: /opt/sd-webui/models/.sdfleet-partial
-    progress_file: /opt/sd-webui/models/.sdfleet-partial/sd15.progress
+    partial_dir: /var/lib/sdfleet/models-partial
+    progress_file: /var/lib/sdfleet/models-partial/sd15.progress
   async: 43200
   poll: 0
   register: job
@@ -65,7 +65,7 @@ EXAMPLES = r"""
 - name: Wait for it, showing progress
   sdfleet.toolkit.model_fetch_wait:
     jid: "{{ job.ansible_job_id }}"
-    progress_file: /opt/sd-webui/models/.sdfleet-partial/sd15.progress
+    progress_file: /var/lib/sdfleet/models-partial/sd15.progress
     label: sd15
 """
 

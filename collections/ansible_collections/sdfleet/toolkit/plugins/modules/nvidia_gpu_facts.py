@@ -180,9 +180,26 @@ def _resolve(module: AnsibleModule, name: str) -> Optional[str]:
     return module.get_bin_path(name)
 
 
+# The nvidia_check role's variable behind each option, for the messages.
+ROLE_VARIABLES = {"nvidia_smi": "nvidia_check_nvidia_smi", "timeout": "nvidia_check_timeout",
+                  "pci_devices_dir": "nvidia_check_pci_devices_dir"}
+
+
+class _Module(AnsibleModule):
+    """AnsibleModule whose argument errors also name the nvidia_check variable and the fix."""
+
+    def fail_json(self, msg: str = "", **kwargs):  # type: ignore[override]
+        named = [f"{option} ({variable})" for option, variable in ROLE_VARIABLES.items()
+                 if f"'{option}'" in str(msg) and variable not in str(msg)]
+        if named and "Fix:" not in str(msg):
+            msg = (f"{msg} [{', '.join(named)}]. Fix: set nvidia_check_nvidia_smi to a program name or path, "
+                   "nvidia_check_timeout to a whole number of seconds >= 1, nvidia_check_pci_devices_dir to a path.")
+        super().fail_json(msg=msg, **kwargs)
+
+
 def main() -> None:
     """Entry point."""
-    module = AnsibleModule(
+    module = _Module(
         argument_spec={
             "nvidia_smi": {"type": "str", "default": "nvidia-smi"},
             "timeout": {"type": "int", "default": 30},
@@ -191,7 +208,12 @@ def main() -> None:
         supports_check_mode=True,
     )
     if module.params["timeout"] < 1:
-        module.fail_json(msg=f"timeout must be at least 1 second, got {module.params['timeout']}")
+        module.fail_json(msg=f"timeout (nvidia_check_timeout) must be at least 1 second, got "
+                             f"{module.params['timeout']}. Fix: set nvidia_check_timeout to e.g. 30.")
+    name = module.params["nvidia_smi"]
+    if not name or not name.strip() or any(char in name for char in "\n\r\0") or name.startswith("["):
+        module.fail_json(msg=f"nvidia_smi (nvidia_check_nvidia_smi) = {name!r}: not a program name or path. "
+                             "Fix: set nvidia_check_nvidia_smi to nvidia-smi or an absolute path.")
     facts = smi.collect(
         _runner(module.params["timeout"]),
         _resolve(module, module.params["nvidia_smi"]),
