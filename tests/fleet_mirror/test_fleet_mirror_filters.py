@@ -257,3 +257,15 @@ def test_model_list_not_a_list_refused(models):
 @pytest.mark.parametrize("entry", ["https://h/m.pt", 7])
 def test_model_entry_not_a_mapping_refused(entry):
     refused("fleet_mirror", mvar(0), [entry], fm.fleet_mirror_model_problems([entry]), expect=["not a mapping"])
+
+
+def test_git_entries_name_the_webuis_repositories_by_basename_and_extensions_by_their_path():
+    repos = [["http://u/AUTOMATIC1111/stable-diffusion-webui.git", "https://github.com/a/stable-diffusion-webui.git"],
+             ["http://u/crowsonkb/k-diffusion.git/"]]
+    extensions = [{"path": "extensions/sd-dynamic-prompts.git", "version": "v2.9.1",
+                   "sources": ["https://github.com/adieyal/sd-dynamic-prompts.git"]}]
+    assert fm.fleet_mirror_git_entries(repos, extensions) == [
+        {"path": "stable-diffusion-webui.git", "sources": repos[0]},
+        {"path": "k-diffusion.git", "sources": repos[1]},
+        {"path": "extensions/sd-dynamic-prompts.git", "sources": extensions[0]["sources"]}]
+    assert fm.fleet_mirror_git_entries([], None) == []

@@ -40,6 +40,10 @@ def mirror(tmp_path_factory):
     git("--git-dir", str(bare), "remote", "set-url", "origin", f"https://ci:{TOKEN}@git.example.org/repo.git")
     (bare / "FETCH_HEAD").write_text(f"abc\t\tbranch 'master' of https://ci:{TOKEN}@git.example.org/repo\n")
     git("--git-dir", str(bare), "update-server-info")
+    # a pinned webui extension, where the GPU hosts look for it (git/extensions/<name>.git)
+    ext = root / "git" / "extensions" / "sd-dynamic-prompts.git"
+    git("clone", "-q", "--mirror", str(work), str(ext))
+    git("--git-dir", str(ext), "update-server-info")
     (root / "simple").mkdir()
     (root / "simple" / "index.html").write_text("<html></html>\n")
     with socket.socket() as sock:
@@ -86,3 +90,17 @@ def test_repository_private_files_are_not_served(mirror, path):
                                   "/simple/index.html", "/git/"])
 def test_transport_files_and_the_rest_are_served(mirror, path):
     assert status(mirror + path) == 200
+
+
+def test_an_extension_clones_from_its_own_path(mirror, tmp_path):
+    git("clone", "-q", f"{mirror}/git/extensions/sd-dynamic-prompts.git", str(tmp_path / "e"))
+    assert (tmp_path / "e" / "f").read_text() == "x\n"
+
+
+@pytest.mark.parametrize("path", [
+    "/git/extensions/sd-dynamic-prompts.git/config", "/git/extensions/sd-dynamic-prompts.git/hooks/",
+    "/git/extensions/sd-dynamic-prompts.git/", "/git/extensions/", "/git/extensions",
+    "/git/extensions/x/../sd-dynamic-prompts.git/description",
+])
+def test_an_extensions_private_files_are_not_served(mirror, path):
+    assert status(mirror + path) == 404

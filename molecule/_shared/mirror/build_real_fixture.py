@@ -11,8 +11,10 @@ From the real trees in ../shared/upstream/ (never copied into the repo) and the 
                                                    sdfleet-test-broken on top of v1.10.1 (webui.py exits at
                                                    start: the update rollback test's bad release)
     git/<owner>/<repo>.git                         the five sub-repositories (one commit: the pinned tree) and the
-                                                   two extensions (sd-dynamic-prompts tagged v2.9.1), at GitHub's
-                                                   owner/name (stablediffusion under w-e-w: Stability-AI's is gone)
+                                                   two extensions (sd-dynamic-prompts tagged v2.9.1, plus the tag
+                                                   sdfleet-test-next on a commit above it: the extension version
+                                                   change test's next release), at GitHub's owner/name
+                                                   (stablediffusion under w-e-w: Stability-AI's is gone)
     openai/CLIP/archive/<commit>.zip               the CLIP and open_clip archives at GitHub's archive paths
     mlfoundations/open_clip/archive/<commit>.zip
     simple/<project>/                              PEP 503 index of every locked file (`#sha256=` links)
@@ -52,6 +54,8 @@ WEBUI_HISTORY = ("v1.9.4", "v1.10.1", "dev")  # one branch, oldest first
 WEBUI_TAGS = ("v1.9.4", "v1.10.1")
 BROKEN_TAG = "sdfleet-test-broken"  # a release that fails its health gate (the update rollback test)
 BROKEN_MESSAGE = "sdfleet test fixture: this release is broken on purpose (webui.py exits at start)"
+NEXT_TAG = "sdfleet-test-next"  # an extension's next release: its upstream tree plus one file (NEXT_FILE)
+NEXT_FILE = "SDFLEET-TEST-NEXT.md"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Repo:
     branch: str
     env: str = ""  # the launcher's <env>_REPO / <env>_COMMIT_HASH prefix ("" for extensions)
     tag: str = ""
+    next_tag: str = ""  # a tag on a commit above the upstream tree (a later release, for an update test)
 
 
 REPOS = (
@@ -72,7 +77,7 @@ REPOS = (
     Repo("k-diffusion", "crowsonkb/k-diffusion", "master", "K_DIFFUSION"),
     Repo("BLIP", "salesforce/BLIP", "main", "BLIP"),
     Repo("stable-diffusion-webui-localization-zh_CN", "dtlnor/stable-diffusion-webui-localization-zh_CN", "main"),
-    Repo("sd-dynamic-prompts", "adieyal/sd-dynamic-prompts", "main", tag="v2.9.1"),
+    Repo("sd-dynamic-prompts", "adieyal/sd-dynamic-prompts", "main", tag="v2.9.1", next_tag=NEXT_TAG),
 )
 ARCHIVES = {"CLIP": "openai/CLIP", "open_clip": "mlfoundations/open_clip"}
 
@@ -157,9 +162,16 @@ def build_repo(upstream: Path, entries: list[dict[str, object]], spec: Repo, git
     bf.set_ref(repo, f"refs/heads/{spec.branch}", sha)
     if spec.tag:
         bf.annotated_tag(repo, spec.tag, sha, when)
+    pins: dict[str, object] = {"path": f"/{spec.path}.git", "branch": spec.branch, "commit": sha, "env": spec.env,
+                               "tag": spec.tag, "upstream_commit": item["commit"]}
+    if spec.next_tag:
+        # Made here, in build/, on no branch; never stored in the repository.
+        (tree / NEXT_FILE).write_text(f"sdfleet test fixture: {spec.next_tag}, the release after {spec.tag}\n")
+        following = bf.commit(repo, tree, f"{spec.next_tag}: {spec.tag} plus {NEXT_FILE}", when + 60, sha, scratch)
+        bf.annotated_tag(repo, spec.next_tag, following, when + 60)
+        pins["next"] = {"tag": spec.next_tag, "commit": following, "file": NEXT_FILE}
     bf.git("update-server-info", env=bf.git_env(GIT_DIR=str(repo)))
-    return {"path": f"/{spec.path}.git", "branch": spec.branch, "commit": sha, "env": spec.env, "tag": spec.tag,
-            "upstream_commit": item["commit"]}
+    return pins
 
 
 def build_archives(upstream: Path, entries: list[dict[str, object]], out: Path) -> dict[str, dict[str, str]]:

@@ -287,7 +287,8 @@ def test_hardening_holds_with_exactly_the_writable_paths_the_real_webui_needs(ho
     writable = set(host.check_output("systemctl show -p ReadWritePaths --value sd-webui@0").split())
     inside = {p for p in writable if p.startswith(CHECKOUT + "/") and not p.startswith(CHECKOUT + "/models")
               and not p.startswith(CHECKOUT + "/embeddings")}
-    assert inside == {f"{CHECKOUT}/tmp", f"{CHECKOUT}/repositories", f"{CHECKOUT}/config_states"}
+    assert inside == {f"{CHECKOUT}/tmp", f"{CHECKOUT}/repositories", f"{CHECKOUT}/config_states",
+                      f"{CHECKOUT}/extensions"}
     assert host.file(f"{CHECKOUT}/config_states").user == "sdwebui"
     assert host.run(f"sudo -u sdwebui test -w {CHECKOUT}/modules").rc == 0  # the user owns it; the unit forbids it
     log = instance_log(host)

@@ -20,15 +20,17 @@ GIT_ALLOWED = re.compile(r"^(HEAD|packed-refs|info/refs|info/packs|objects/info/
 
 
 def allowed(raw_path: str) -> bool:
-    """Whether the request path may be served: anything outside git/<repo>/, or a git transport file inside."""
+    """Whether the request path may be served: anything outside git/, or a git transport file of a repository
+    there (git/<repo>/ or, for the pinned webui extensions, git/extensions/<name>/)."""
     path = urllib.parse.unquote(urllib.parse.urlsplit(raw_path).path)
     path = posixpath.normpath("/" + re.sub(r"/+", "/", path)).lstrip("/")
-    parts = path.split("/", 2)
+    parts = path.split("/")
     if not parts or parts[0] != "git" or len(parts) < 2:
         return True
-    if len(parts) == 2:  # /git/<repo> itself: a directory listing of the repository
+    depth = 3 if parts[1] == "extensions" else 2  # how many segments name the repository
+    if len(parts) <= depth:  # git/, a repository or git/extensions itself: no directory listing
         return False
-    return bool(GIT_ALLOWED.match(parts[2])) and ".." not in parts[2].split("/")
+    return bool(GIT_ALLOWED.match("/".join(parts[depth:]))) and ".." not in parts
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):

@@ -83,6 +83,17 @@ def test_lowvram_loopback_exact():
         "--lowvram", "--xformers", "--no-download-sd-model", "--port", "7860"]
 
 
+@pytest.mark.parametrize("version", ["v1.9.4", "v1.10.1", "dev"])
+def test_skip_install_only_when_the_dependencies_were_installed_at_provision(version):
+    installed = mod.webui_args(GPU["lowvram"], 7860, skip_install=True, webui_version=version)
+    assert installed.count("--skip-install") == 1
+    assert "--skip-install" not in mod.webui_args(GPU["lowvram"], 7860, webui_version=version)
+    # a user's own --skip-install is not refused, nor doubled
+    both = mod.webui_args(GPU["lowvram"], 7860, skip_install=True, extra_args=["--skip-install"], webui_version=version)
+    assert both.count("--skip-install") == 1
+    assert mod.webui_args(GPU["lowvram"], 7860, skip_install="false") == mod.webui_args(GPU["lowvram"], 7860)
+
+
 def test_full_tier_has_no_vram_flag():
     args = mod.webui_args(GPU["full"], 7861)
     assert not set(args) & set(VRAM)

@@ -521,6 +521,43 @@ def test_missing_ref_fails_naming_it(tmp_path, versions):
     assert git("rev-parse", "HEAD", cwd=dest) == versions["v1"]
 
 
+def test_a_branch_keeps_the_checkout_off_a_detached_head(tmp_path, versions):
+    """Extensions: the webui skips one on a detached HEAD (GitPython's active_branch raises there)."""
+    dest = tmp_path / "ext"
+    res = run(tmp_path, sources=[str(versions["bare"])], ref="v1", dest=str(dest), branch="sdfleet-pinned")
+    assert not res.get("failed") and res["changed"] and res["after"] == versions["v1"], res
+    assert git("symbolic-ref", "--short", "HEAD", cwd=dest) == "sdfleet-pinned"
+    again = run(tmp_path, sources=[str(versions["bare"])], ref="v1", dest=str(dest), branch="sdfleet-pinned")
+    assert not again.get("failed") and not again["changed"], again
+    moved = run(tmp_path, sources=[str(versions["bare"])], ref="v2", dest=str(dest), branch="sdfleet-pinned")
+    assert moved["changed"] and git("rev-parse", "sdfleet-pinned", cwd=dest) == versions["v2"]
+    assert git("symbolic-ref", "--short", "HEAD", cwd=dest) == "sdfleet-pinned"
+    # a checkout left detached (by hand, or by an earlier version) is put back on the branch, once
+    git("checkout", "-q", "--detach", cwd=dest)
+    check = run(tmp_path, check=True, sources=[str(versions["bare"])], ref="v2", dest=str(dest), branch="sdfleet-pinned")
+    assert check["changed"] and git("rev-parse", "--abbrev-ref", "HEAD", cwd=dest) == "HEAD"
+    back = run(tmp_path, sources=[str(versions["bare"])], ref="v2", dest=str(dest), branch="sdfleet-pinned")
+    assert back["changed"] and git("symbolic-ref", "--short", "HEAD", cwd=dest) == "sdfleet-pinned"
+    assert not run(tmp_path, sources=[str(versions["bare"])], ref="v2", dest=str(dest), branch="sdfleet-pinned")["changed"]
+
+
+@pytest.mark.parametrize("premade", [False, True])
+def test_a_failed_first_clone_leaves_nothing_behind(tmp_path, versions, premade):
+    """A commit no source has (ls-remote cannot check commits): the clone fails after git init; the next run must
+    not find a half-made checkout (an extension's dir would then be 'not a git checkout', or an empty repo)."""
+    dest = tmp_path / "extensions" / "sd-dynamic-prompts"
+    if premade:
+        dest.mkdir(parents=True)
+    res = run(tmp_path, sources=[str(versions["bare"])], ref="0123456789abcdef0123456789abcdef01234567",
+              dest=str(dest), names=NAMES)
+    assert res["failed"] and "has no branch, tag or commit" in res["msg"], res
+    assert dest.is_dir() == premade
+    if premade:
+        assert list(dest.iterdir()) == []
+    again = run(tmp_path, sources=[str(versions["bare"])], ref="v1", dest=str(dest))
+    assert not again.get("failed") and again["after"] == versions["v1"], again
+
+
 # --- bad inputs, refused before git runs -------------------------------------------------------------------
 
 def params(**over) -> dict:

@@ -5,6 +5,8 @@
   default and its XFORMERS_PACKAGE default, read from its ``modules/launch_utils.py``.
 - ``fleet_mirror_pip_plan(requirements, launch_utils, ...)``: the requirement and constraint files of the mirror's
   ``simple/`` and the ``pip download`` argv of ``simple/`` and of each torch variant.
+- ``fleet_mirror_git_entries(repos, extensions)``: every repository the mirror clones, as ``{path, sources}``
+  (``path`` under ``git/``): the webui's by their first URL's basename, the extensions at their own path.
 - ``fleet_mirror_url_path(url)``: where the mirror serves an archive pip installs from an URL (its URL's path).
 - ``fleet_mirror_sums(text)``: a ``sha256sum`` file as ``{path: sha256}``.
 - ``fleet_mirror_seed_plan(controller, mirror, recorded)``: the files a controller seed must copy, from listings.
@@ -138,6 +140,15 @@ def fleet_mirror_pip_plan(requirements: str, launch_utils: str, *, root: str,
     }
 
 
+def fleet_mirror_git_entries(repos: Any, extensions: Any = None) -> list[dict[str, Any]]:
+    """The repositories to mirror, ``[{path, sources}]``: each list of ``repos`` (source URLs, the first URL's
+    basename names it) and each ``{path, sources}`` of ``extensions`` (``webui_extensions_mirror_repos``)."""
+    entries = [{"path": posixpath.basename(str(urls[0]).rstrip("/")), "sources": list(urls)}
+               for urls in (repos or []) if urls]
+    entries += [{"path": str(e["path"]), "sources": list(e["sources"])} for e in (extensions or [])]
+    return entries
+
+
 def fleet_mirror_url_path(url: str) -> str:
     """The path, under the mirror's root, of an archive pip installs from ``url`` (its URL's path, unquoted):
     ``https://github.com/openai/CLIP/archive/<c>.zip`` -> ``openai/CLIP/archive/<c>.zip``."""
@@ -264,6 +275,8 @@ class FilterModule:
             "fleet_mirror_launcher_pins": fleet_mirror_launcher_pins,
             "fleet_mirror_pip_plan": _ansible_errors(fleet_mirror_pip_plan),
             "fleet_mirror_url_path": _ansible_errors(fleet_mirror_url_path),
+            "fleet_mirror_git_entries": fleet_mirror_git_entries,
+            "fleet_mirror_requirement_lines": requirement_lines,
             "fleet_mirror_sums": fleet_mirror_sums,
             "fleet_mirror_seed_plan": fleet_mirror_seed_plan,
             "fleet_mirror_model_problems": fleet_mirror_model_problems,

@@ -169,6 +169,7 @@ OPTION_NAMES: dict[str, str] = {
     "webui_version": "sdfleet_webui_version (sdfleet_webui.version)",
     "exposed": "exposed (webui_service computes it from sdfleet_listen, sdfleet_listen_address, sdfleet_share)",
     "single_instance": "webui_service_single_instance",
+    "skip_install": "webui_service_skip_install (sdfleet_webui.installed: webui_repo installed at provision time)",
     "gpu": "sdfleet_gpu (the nvidia_check plan)",
 }
 _TRUE = {"true", "yes", "on", "1"}
@@ -504,7 +505,7 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, listen: bool = Fa
                data_dir: str = "", models_dir: str = "", embeddings_dir: str = "",
                freeze_settings: bool = False, insecure_extension_access: bool = False, theme: str = "",
                extra_args: Union[str, Sequence[Any], None] = None, webui_version: str = "",
-               exposed: Optional[bool] = None) -> list[str]:
+               exposed: Optional[bool] = None, skip_install: bool = False) -> list[str]:
     """Return the argument list (after ``launch.py``) of one instance.
 
     ``gpu`` is one record of ``sdfleet_gpu.gpus``, or for a CPU instance ``{"tier": "cpu", "flags":
@@ -513,11 +514,13 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, listen: bool = Fa
     users are the front door's. Every flag must be one of ``webui_version``'s parser (see ``webui_flag_specs``).
     ``exposed``: whether users reach the UI from other machines (behind the front door the instance itself binds
     loopback, so the caller says); None derives it from ``listen``, ``listen_address`` and ``share``.
+    ``skip_install``: the dependencies (extensions' installers included) were installed at provision time, so the
+    launcher gets ``--skip-install`` and no start runs pip.
     """
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise _fail(f"{OPTION_NAMES['port']}: port {port!r} is out of range. Fix: use a port in 1-65535.")
     listen, share, api = _bool(listen, "listen"), _bool(share, "share"), _bool(api, "api")
-    freeze_settings = _bool(freeze_settings, "freeze_settings")
+    freeze_settings, skip_install = _bool(freeze_settings, "freeze_settings"), _bool(skip_install, "skip_install")
     insecure_extension_access = _bool(insecure_extension_access, "insecure_extension_access")
     listen_address, auth_path, theme = (_text(listen_address, "listen_address"), _text(auth_path, "auth_path"),
                                         _text(theme, "theme"))
@@ -564,10 +567,13 @@ def webui_args(gpu: Optional[Mapping[str, Any]], port: int, *, listen: bool = Fa
         managed.append(("--enable-insecure-extension-access", ()))
     if theme:
         managed.append(("--theme", (theme,)))
+    if skip_install:
+        managed.append(("--skip-install", ()))
 
     for flag, _values in managed:  # the role's own flags: the parser must know them too
         if flag not in specs:
-            raise _fail(f"{MANAGED_FLAGS[flag]}: the role would pass {flag}, which AUTOMATIC1111 webui {label} does "
+            raise _fail(f"{MANAGED_FLAGS.get(flag, OPTION_NAMES.get(flag.strip('-').replace('-', '_'), flag))}: "
+                        f"the role would pass {flag}, which AUTOMATIC1111 webui {label} does "
                         f"not know ({_versions_with(flag)}). Fix: unset that variable or pin such a webui version.")
 
     out: list[str] = []

@@ -92,6 +92,14 @@ options:
     description: Seconds allowed for the clone or fetch (and the checkout).
     type: int
     default: 1800
+  branch:
+    description:
+      - With I(dest), a local branch to keep the checkout on, reset to the target commit (C(git checkout -B)),
+        instead of a detached HEAD. Empty (the default) detaches.
+      - For a webui extension - the webui reads each extension's branch and skips one on a detached HEAD
+        (C(/sdapi/v1/extensions) and the Extensions tab leave it out).
+    type: str
+    default: ""
   names:
     description:
       - "How refusals name the inputs, for example C(sources: sdfleet_webui_sources (webui_repo_sources)),
@@ -183,6 +191,7 @@ untracked:
 import base64
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -310,6 +319,10 @@ def check_inputs(params: Mapping[str, Any]) -> None:
     if params["fetch_timeout"] < 1:
         raise Refused(f"{_label(names, 'fetch_timeout')} = {params['fetch_timeout']}: must be at least 1 second. "
                       f"Fix: set it to 1 or more.")
+    branch = params.get("branch") or ""
+    if branch and (BAD_REF_RE.search(branch) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", branch)):
+        raise Refused(f"{_label(names, 'branch')} = {branch!r} is not a valid git branch name. "
+                      f"Fix: give a plain name, e.g. sdfleet-pinned.")
     for i, path in enumerate(params.get("managed_files") or []):
         norm = os.path.normpath(path) if path else ""
         if not path or os.path.isabs(path) or norm == "." or norm.startswith("..") or path.startswith("-"):
@@ -558,6 +571,8 @@ def checkout(url: str, params: Mapping[str, Any], env: dict[str, str], check_mod
              runner: Callable[..., tuple[Optional[int], str, str]] = run_git) -> dict[str, Any]:
     """Clone or update ``params['dest']`` at ``params['ref']`` from ``url``; raise Refused to refuse, GitError."""
     dest, ref, force = params["dest"], params["ref"], bool(params["force"])
+    branch = params.get("branch") or ""
+    on_branch = ["-B", branch] if branch else ["--detach"]
     names = params.get("names") or {}
     managed = [os.path.normpath(p) for p in params.get("managed_files") or []]
     repo = Checkout(dest, {**env, **auth_env(url)}, params["git"], params["fetch_timeout"], runner)
@@ -568,14 +583,23 @@ def checkout(url: str, params: Mapping[str, Any], env: dict[str, str], check_mod
                           f"nothing was changed. Fix: move it away, or point {_label(names, 'dest')} elsewhere.")
         if check_mode:
             return {"changed": True, "before": "", "after": "", "restored": []}
+        existed = os.path.isdir(dest)
         os.makedirs(dest, exist_ok=True)
-        repo.run("init", "--quiet")
-        repo.run("remote", "add", "origin", stored_url)
-        repo.fetch(url)
-        target = repo.resolve(ref)
-        if not target:
-            raise GitError(f"{redact_urls(url)} has no branch, tag or commit {ref!r} ({_label(names, 'ref')})")
-        repo.run("checkout", "--quiet", "--detach", target)
+        try:
+            repo.run("init", "--quiet")
+            repo.run("remote", "add", "origin", stored_url)
+            repo.fetch(url)
+            target = repo.resolve(ref)
+            if not target:
+                raise GitError(f"{redact_urls(url)} has no branch, tag or commit {ref!r} ({_label(names, 'ref')})")
+            repo.run("checkout", "--quiet", *on_branch, target)
+        except (GitError, OSError):
+            # A clone that failed leaves nothing behind: no half-made checkout for the next run to trip on.
+            if existed:
+                shutil.rmtree(os.path.join(dest, ".git"), ignore_errors=True)
+            else:
+                shutil.rmtree(dest, ignore_errors=True)
+            raise
         return {"changed": True, "before": "", "after": target, "restored": []}
 
     before = repo.head()
@@ -590,11 +614,16 @@ def checkout(url: str, params: Mapping[str, Any], env: dict[str, str], check_mod
             raise GitError(f"{redact_urls(url)} has no branch, tag or commit {ref!r} ({_label(names, 'ref')})")
     stored = repo.run("config", "--get", "remote.origin.url", check=False).strip()
     if target == before:
-        if stored != stored_url and not check_mode:
-            repo.run("remote", "remove", "origin", check=False)
-            repo.run("remote", "add", "origin", stored_url)
+        current = repo.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        off_branch = bool(branch) and current != branch
+        if (stored != stored_url or off_branch) and not check_mode:
+            if stored != stored_url:
+                repo.run("remote", "remove", "origin", check=False)
+                repo.run("remote", "add", "origin", stored_url)
+            if off_branch:
+                repo.run("checkout", "--quiet", "-B", branch, target)
             return {"changed": True, "before": before, "after": target, "restored": []}
-        return {"changed": stored != stored_url, "before": before, "after": target, "restored": []}
+        return {"changed": stored != stored_url or off_branch, "before": before, "after": target, "restored": []}
     identical: list[str] = []
     if not force:
         # Both checks before refusing, so that one message names everything in the way.
@@ -612,7 +641,7 @@ def checkout(url: str, params: Mapping[str, Any], env: dict[str, str], check_mod
     if stored != stored_url:
         repo.run("remote", "remove", "origin", check=False)
         repo.run("remote", "add", "origin", stored_url)
-    repo.run("checkout", "--quiet", "--detach", *(["--force"] if force else []), target)
+    repo.run("checkout", "--quiet", *(["--force"] if force else []), *on_branch, target)
     return {"changed": True, "before": before, "after": target, "restored": restored}
 
 
@@ -633,6 +662,7 @@ def main() -> None:
             "force": {"type": "bool", "default": False},
             "managed_files": {"type": "list", "elements": "str", "default": []},
             "fetch_timeout": {"type": "int", "default": 1800},
+            "branch": {"type": "str", "default": ""},
             "names": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
