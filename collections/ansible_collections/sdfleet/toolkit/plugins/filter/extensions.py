@@ -19,61 +19,6 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _show
 from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import has_credentials, redact_urls
 
-DOCUMENTATION = r"""
-name: webui_extensions_problems
-short_description: List what is refused in the pinned webui extensions (and the chosen localization)
-description:
-  - Takes C(sdfleet_webui_extensions), a list of C({name, sources, version, state}), and returns one problem per bad
-    entry or field, naming the variable (C(sdfleet_webui_extensions[1].name)), the bad value (URLs redacted) and the
-    fix; empty when every entry is accepted.
-  - "Refused: an entry that is not a mapping or has unknown keys; a C(name) that is not a plain directory name
-    (C(/), C(..), a leading dot or dash, spaces); two entries with one name (also when they differ only in case);
-    C(sources) that are not a non-empty list of git URLs; a source with credentials (the webui shows each extension's
-    remote URL on its Extensions tab and runs git with it); a C(version) that is not a non-empty string (a tag or a
-    commit; quote numbers); a C(state) other than C(present), C(disabled) or C(absent)."
-  - With I(localization), also refuses a name that is not a plain file stem (the webui's C(localization) setting
-    names C(localizations/<name>.json)).
-positional: extensions
-options:
-  extensions:
-    description: The extension entries.
-    type: list
-    elements: dict
-    required: true
-  localization:
-    description: The fleet's localization (C(sdfleet_localization)); empty leaves the webui's setting alone.
-    type: str
-    default: ""
-  variable:
-    description: How the messages name the list (C(sdfleet_webui_extensions (webui_repo_extensions)) in a role).
-    type: str
-    default: sdfleet_webui_extensions
-  localization_variable:
-    description: How the messages name the localization.
-    type: str
-    default: sdfleet_localization
-"""
-
-EXAMPLES = r"""
-- name: Refuse bad extension entries before any change
-  ansible.builtin.assert:
-    that: problems | length == 0
-    fail_msg: "{{ problems | join(' | ') }}"
-  vars:
-    problems: "{{ sdfleet_webui_extensions | sdfleet.toolkit.webui_extensions_problems(localization=sdfleet_localization) }}"
-
-- name: The entries with defaults filled in, the fleet mirror's copy first
-  ansible.builtin.set_fact:
-    webui_repo_extensions: >-
-      {{ sdfleet_webui_extensions | sdfleet.toolkit.webui_extensions_mirror_first('http://mirror.lan:8080/git/') }}
-"""
-
-RETURN = r"""
-_value:
-  description: The problems, empty when the entries are accepted.
-  type: list
-  elements: str
-"""
 
 STATES = ("present", "disabled", "absent")
 KEYS = ("name", "sources", "version", "state")

@@ -20,46 +20,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _as_bool, _as_int, _Names, _show, exposure_triggers
 
-DOCUMENTATION = r"""
-name: front_door_problems
-short_description: List what is invalid in a host's front-door (nginx, TLS) settings
-description:
-  - Returns one string per problem, naming the variable, the value (never a key or a password) and the fix.
-  - Checks the inventory certificate and key (both or neither, PEM, unencrypted key, matching, not expired),
-    TLS off without its opt-out, the client allow-list (CIDRs), and ports that collide (a public port with a
-    backend port or the fleet mirror's port).
-positional: settings
-options:
-  settings:
-    description: >-
-      Keys C(front_door) (auto/true/false), C(listen), C(listen_address), C(api_auth_users), C(tls),
-      C(tls_off_acknowledged), C(tls_certificate), C(tls_private_key), C(front_door_allow), C(port), C(instances), C(backend_port),
-      C(mirror_port) (0 when the host serves no mirror).
-    type: dict
-    required: true
-  prefix:
-    description: Prefix of the variable names in the messages.
-    type: str
-    default: sdfleet_
-  role_prefix:
-    description: When set, each message also names the role variable.
-    type: str
-    default: ""
-"""
-
-EXAMPLES = r"""
-- name: Refuse a bad front door
-  ansible.builtin.assert:
-    that: (settings | sdfleet.toolkit.front_door_problems) | length == 0
-"""
-
-RETURN = r"""
-_value:
-  description: The problems, empty when the settings are sound.
-  type: list
-  elements: str
-"""
-
 
 def _is_auto(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() == "auto"

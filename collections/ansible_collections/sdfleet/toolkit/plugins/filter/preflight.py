@@ -27,54 +27,6 @@ from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _as_int,
 from ansible_collections.sdfleet.toolkit.plugins.filter.model_paths import model_plan
 from ansible_collections.sdfleet.toolkit.plugins.filter.webui_args import webui_instances
 
-DOCUMENTATION = r"""
-name: preflight_problems
-short_description: Every problem preflight finds with a host's install dir, disk, RAM and ports
-description:
-  - Takes the settings (the preflight role variables) and the read-only probes' results, and returns one string per
-    problem naming the variable (inventory name, then role variable), the bad value and the fix.
-  - C(preflight_plan) (same module) gives what to probe; C(preflight_warnings) what to warn about.
-positional: settings
-options:
-  settings:
-    description: >-
-      Keys C(gpu) (the sdfleet_gpu plan, or none), C(single_instance), C(instances) (0 = from C(gpu)), C(port),
-      C(backend_port), C(front_door) (bool: the host gets one), C(mirror_port) (0 = serves no mirror),
-      C(install_dir), C(min_free_disk_gb), C(models) (sdfleet_model_list entries, optional C(size) in bytes),
-      C(models_dir), C(embeddings_dir), C(min_ram_mb) (per instance), C(recommended_ram_mb) (per instance),
-      C(service_user), C(service_unit_prefix).
-    type: dict
-    required: true
-  probes:
-    description: >-
-      C(disk) (the disk probe's registered result: lines C(parent<TAB>path), C(free<TAB>bytes), C(model<TAB>i)
-      for each model already in place), C(ports) (the port probe's stdout lines, or none when it was skipped),
-      C(ram_mb), C(swap_mb).
-    type: dict
-    required: true
-  prefix:
-    description: Prefix of the inventory names in the messages.
-    type: str
-    default: sdfleet_
-  role_prefix:
-    description: Prefix of the role variables named in parentheses (empty to leave them out).
-    type: str
-    default: preflight_
-"""
-
-EXAMPLES = r"""
-- name: Refuse the host with every problem found
-  ansible.builtin.fail:
-    msg: "{{ settings | sdfleet.toolkit.preflight_problems(probes) }}"
-  when: settings | sdfleet.toolkit.preflight_problems(probes) | length > 0
-"""
-
-RETURN = r"""
-_value:
-  description: The problems, empty when the host passes.
-  type: list
-  elements: str
-"""
 
 GIB = 1073741824
 # Role variable keys whose inventory name is not sdfleet_<key>; keys absent from FLEET_NAMES and not in

@@ -21,43 +21,6 @@ from ansible_collections.sdfleet.toolkit.plugins.filter.webui_args import listed
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import torch_builds as table
 from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import redact_urls
 
-DOCUMENTATION = r"""
-name: torch_plan
-short_description: The torch build a host's GPUs need, for the webui version it runs
-description:
-  - Fills in each GPU's compute capability (nvidia-smi's C(compute_cap), else NVIDIA's published value for the
-    card's name) and picks the first build of the webui version's torch that has kernels for every GPU and runs on
-    the host's driver (C(module_utils/torch_builds.py) of this collection holds the table and its sources).
-  - A host no single build can serve gets a refusal C(state) (C(torch_build_unsupported), C(driver_too_old),
-    C(compute_cap_unknown), C(torch_build_unknown)) whose C(message) names the fix.
-positional: _input
-options:
-  _input:
-    description: The C(sdfleet_gpu) plan of C(sdfleet.toolkit.gpu_plan).
-    type: dict
-    required: true
-  webui_version:
-    description: The webui version, or the commit of a listed one; another ref gets the v1.10.1 row.
-    type: str
-    default: v1.10.1
-  pin:
-    description: C(auto), or the build to use (C(nvidia_check_torch_build)); refused when it cannot run the GPUs.
-    type: str
-    default: auto
-"""
-
-EXAMPLES = r"""
-- name: Choose the torch build
-  ansible.builtin.set_fact:
-    sdfleet_gpu: "{{ sdfleet_gpu | sdfleet.toolkit.torch_plan('dev', 'auto') }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The plan with C(gpus[].compute_cap), C(gpus[].compute_cap_source) and C(torch) (C(build), C(torch),
-    C(torchvision), C(xformers), C(cuda), C(arch_flags), C(packages)), or a refusal C(state) and C(message).
-  type: dict
-"""
 
 USABLE_STATES = ("ok", "cpu")
 

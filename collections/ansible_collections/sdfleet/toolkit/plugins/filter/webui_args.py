@@ -31,47 +31,6 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _Names, is_loopback
 from ansible_collections.sdfleet.toolkit.plugins.module_utils import webui_flags as upstream
 
-DOCUMENTATION = r"""
-name: webui_args
-short_description: Argument list of one AUTOMATIC1111 webui instance
-description:
-  - Builds the argument list (after C(launch.py)) of one webui instance from the GPU record
-    (C(sdfleet_gpu.gpus[i]), its tier and flags), the exposure variables and extra args.
-  - Deduplicates and resolves contradictions (the lowest VRAM tier wins; C(--no-half) drops C(--upcast-sampling)).
-  - Always adds C(--no-download-sd-model). Refuses flags the real parser of the webui version in use does not know
-    (the flag lists of v1.9.4, v1.10.1 and dev are derived from upstream's C(modules/cmd_args.py) and built-in
-    C(preload.py) files by C(scripts/webui_flags.py)), values outside a flag's C(choices) and non-integer values of
-    integer flags; refuses flags the role manages (naming the variable to set) and a few dangerous ones.
-positional: _input
-options:
-  _input:
-    description: The GPU record (C(index), C(tier), C(flags)); an empty dict means a CPU host.
-    type: dict
-    required: true
-  port:
-    description: TCP port of this instance.
-    type: int
-    required: true
-  webui_version:
-    description:
-      - The webui version whose flags apply (C(v1.9.4), C(v1.10.1), C(dev)), or the commit of one of them.
-      - Empty means C(v1.10.1). Another ref is checked against the flags of all known versions together.
-    type: str
-    default: ""
-"""
-
-EXAMPLES = r"""
-- name: Arguments of instance 0
-  ansible.builtin.debug:
-    msg: "{{ sdfleet_gpu.gpus[0] | sdfleet.toolkit.webui_args(port=7860, listen=false, api=true) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The argument list, one token per item.
-  type: list
-  elements: str
-"""
 
 # Tiers, lowest first. The public names are the contract of nvidia_check.
 TIERS: tuple[str, ...] = ("cpu", "lowvram", "medvram", "medvram_sdxl", "full")
