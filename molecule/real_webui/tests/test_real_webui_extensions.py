@@ -81,7 +81,13 @@ def converge(*extra: str, tags: str = "webui,service") -> tuple[int, str]:
 
 
 def extensions_var(entries: list[dict]) -> str:
-    return "sdfleet_webui_extensions=" + json.dumps(entries)
+    """-e in its JSON form (key=value would split the list at its spaces)."""
+    return json.dumps({"sdfleet_webui_extensions": entries})
+
+
+def git(host, path: str, *args: str) -> str:
+    """git in an extension checkout, as its owner (git refuses root in a repository another user owns)."""
+    return host.check_output(f"sudo -u sdwebui git -C {shlex.quote(path)} {' '.join(shlex.quote(a) for a in args)}")
 
 
 def fleet_entries(upstream: str = "http://real-webui-upstream:8081") -> list[dict]:
@@ -97,7 +103,7 @@ def test_the_real_webui_lists_both_extensions_enabled_at_their_pinned_commits(ho
         assert ext[wanted]["enabled"] is True, ext[wanted]
         assert ext[wanted]["commit_hash"] == COMMITS[wanted], ext[wanted]
     # v1101's only source was the fleet mirror (its own upstream URLs are dead)
-    origin = host.check_output(f"git -C {CHECKOUT}/extensions/{DP} config --get remote.origin.url")
+    origin = git(host, f"{CHECKOUT}/extensions/{DP}", "config", "--get", "remote.origin.url")
     expected = "http://real-webui-mirror:8080/git/extensions/" if name(host) == V1101 else "http://real-webui-upstream:8080/"
     assert origin.startswith(expected), origin
     # one copy, shared by the instances: the data dir's extensions/ is the checkout's
@@ -142,14 +148,15 @@ def test_the_report_lists_each_hosts_extensions(host):
 def test_bad_extension_input_is_refused_before_any_change(host):
     if name(host) != V1101:
         pytest.skip(f"the changes run on {V1101}")
-    head = host.check_output(f"git -C {CHECKOUT}/extensions/{DP} rev-parse HEAD")
+    head = git(host, f"{CHECKOUT}/extensions/{DP}", "rev-parse", "HEAD")
     token = "ext-s3cr3t-token-77"
     bad = [{"name": "../evil", "sources": ["http://real-webui-mirror:8080/git/x.git"], "version": "v1"},
            {"name": DP, "sources": [f"https://ci:{token}@git.example.org/{DP}.git"], "version": "v2.9.1"},
            {"name": DP, "sources": ["http://real-webui-mirror:8080/git/x.git"], "version": "v2.9.1"}]
     rc, out = converge("-e", extensions_var(bad), tags="preflight,webui,service")
     assert rc != 0
-    for fragment in ("sdfleet_webui_extensions[0].name", "'../evil' is not a plain directory name",
+    # (no quote characters in the fragments: the YAML result format may quote the message its own way)
+    for fragment in ("sdfleet_webui_extensions[0].name", "../evil", "is not a plain directory name",
                      "sdfleet_webui_extensions[1].sources[0]", "holds credentials",
                      "sdfleet_webui_extensions[2].name", "also the name of sdfleet_webui_extensions[1]"):
         assert fragment in out, (fragment, out[-3000:])
@@ -162,7 +169,7 @@ def test_bad_extension_input_is_refused_before_any_change(host):
     assert "extension sd-dynamic-prompts" in out and "v9.9.9" in out, out[-3000:]
     assert f"http://real-webui-mirror:8080/git/extensions/{DP}.git" in out
     assert f"http://real-webui-upstream:8081/adieyal/{DP}.git" in out
-    assert host.check_output(f"git -C {CHECKOUT}/extensions/{DP} rev-parse HEAD") == head
+    assert git(host, f"{CHECKOUT}/extensions/{DP}", "rev-parse", "HEAD") == head
     assert listed(host)[DP]["enabled"] is True
 
 
@@ -177,7 +184,7 @@ def test_a_version_change_a_disable_and_a_removal_in_one_converge(host):
     rc, out = converge("-e", extensions_var(entries), "-e", "sdfleet_localization=None")
     assert rc == 0, out[-4000:]
     # the version change: the checkout moved (the next release's file is there), and the instance restarted
-    assert host.check_output(f"git -C {CHECKOUT}/extensions/{DP} rev-parse HEAD") == NEXT["commit"]
+    assert git(host, f"{CHECKOUT}/extensions/{DP}", "rev-parse", "HEAD") == NEXT["commit"]
     assert host.file(f"{CHECKOUT}/extensions/{DP}/{NEXT['file']}").exists
     assert host.check_output("systemctl show -p MainPID --value sd-webui@0") != pid
     # disabled, by the webui's own setting; its installer did not run in this converge's install
@@ -191,4 +198,4 @@ def test_a_version_change_a_disable_and_a_removal_in_one_converge(host):
     kept = host.check_output(f"ls -d /var/lib/sd-webui/extensions-removed/{ZH}.*").split()
     assert len(kept) == 1
     assert host.file(f"{kept[0]}/localizations/zh_CN.json").size > 100_000
-    assert host.check_output(f"git -C {kept[0]} rev-parse HEAD") == COMMITS[ZH]
+    assert git(host, kept[0], "rev-parse", "HEAD") == COMMITS[ZH]
