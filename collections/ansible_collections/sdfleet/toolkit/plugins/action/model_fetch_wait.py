@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""Action plugin: wait for an async model_fetch job, printing a progress line every few seconds.
+"""Action plugin: wait for an async model_fetch job, printing a progress line every few seconds (install_wait, for
+the webui's dependency install, reuses the loop with its own line).
 
 One flat task instead of an ``until`` loop (whose retry lines carry no progress) or a self-including task file
 (whose depth grows with the download's length). Returns the job's own result, so the task fails, changes and
@@ -60,16 +61,25 @@ class ActionModule(ActionBase):
         except ValueError:
             return None
 
+    # The options beyond jid, interval, poll and timeout (which every waiting action has), and the label's default.
+    EXTRA_SPEC: dict[str, dict[str, Any]] = {"progress_file": {"type": "str"},
+                                             "label": {"type": "str", "default": "download"}}
+
+    def _line(self, args: dict, task_vars: dict, elapsed: float) -> Optional[str]:
+        """The progress line to print now (None: nothing to say)."""
+        if not args["progress_file"]:
+            return None
+        return progress_line(args["label"], self._progress(args["progress_file"], task_vars))
+
     def run(self, tmp: Any = None, task_vars: Optional[dict] = None) -> dict:
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         _valid, args = self.validate_argument_spec(argument_spec={
             "jid": {"type": "str", "required": True},
-            "progress_file": {"type": "str"},
-            "label": {"type": "str", "default": "download"},
             "interval": {"type": "int", "default": 30},
             "poll": {"type": "float", "default": 1.0},
             "timeout": {"type": "int", "default": 43200},
+            **self.EXTRA_SPEC,
         })
         async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
         started = last = time.monotonic()
@@ -90,8 +100,9 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg=f"{args['label']}: still running after {args['timeout']} s "
                                                f"(job {args['jid']}); the next run resumes it")
                 return result
-            if args["progress_file"] and now - last >= args["interval"]:
+            if now - last >= args["interval"]:
                 last = now
-                display.display(f"  [{host}] " + progress_line(args["label"],
-                                                               self._progress(args["progress_file"], task_vars)))
+                line = self._line(args, task_vars, now - started)
+                if line:
+                    display.display(f"  [{host}] {line}")
             time.sleep(args["poll"])
