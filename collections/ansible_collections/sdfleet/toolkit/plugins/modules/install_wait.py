@@ -14,17 +14,13 @@ version_added: "0.1.0"
 description:
   - Polls the job started with C(async) and C(poll 0) (the webui_repo role's C(launch.py --exit) run) every
     I(poll) seconds and, at most every I(interval) seconds, prints one line read from the end of I(log_file), such
-    as C(webui install - Installing requirements - 23 packages collected, downloading torch-2.1.2-...whl (670.2 MB);
+    as C(webui install - Installing requirements - 23 packages collected, downloading torch-2.1.2-...whl 670.2 MB;
     4 min 10 s) - the launcher's step, pip's count of collected packages and its current download, the time so far.
   - Only the current run counts (the log part after its last C(=== sdfleet webui_repo install run) line).
   - When the job ends, returns its result (C(rc), C(msg), C(changed), C(failed)) and removes its status file.
 author:
   - sdfleet contributors
 options:
-  jid:
-    description: The C(ansible_job_id) of the job.
-    type: str
-    required: true
   log_file:
     description: The install log the job appends to (read on the task's host, as the task's user).
     type: str
@@ -33,22 +29,8 @@ options:
     description: What the progress lines call the install.
     type: str
     default: webui install
-  interval:
-    description: Seconds between two progress lines.
-    type: int
-    default: 30
-  poll:
-    description: Seconds between two looks at the job.
-    type: float
-    default: 1
-  timeout:
-    description: Give up (fail) after this many seconds; the job itself may still run.
-    type: int
-    default: 43200
-attributes:
-  check_mode:
-    support: none
-    description: There is no job to wait for in check mode; the role does not run it then.
+extends_documentation_fragment:
+  - sdfleet.toolkit.job_wait
 """
 
 EXAMPLES = r"""

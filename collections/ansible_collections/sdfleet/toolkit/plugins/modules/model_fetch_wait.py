@@ -21,10 +21,6 @@ description:
 author:
   - sdfleet contributors
 options:
-  jid:
-    description: The C(ansible_job_id) of the job.
-    type: str
-    required: true
   progress_file:
     description: The progress file the job writes (model_fetch's I(progress_file)).
     type: str
@@ -32,22 +28,8 @@ options:
     description: What the progress lines call the download.
     type: str
     default: download
-  interval:
-    description: Seconds between two progress lines.
-    type: int
-    default: 30
-  poll:
-    description: Seconds between two looks at the job.
-    type: float
-    default: 1
-  timeout:
-    description: Give up (fail) after this many seconds; the job itself may still run.
-    type: int
-    default: 43200
-attributes:
-  check_mode:
-    support: none
-    description: There is no job to wait for in check mode; the role does not run it then.
+extends_documentation_fragment:
+  - sdfleet.toolkit.job_wait
 """
 
 EXAMPLES = r"""
