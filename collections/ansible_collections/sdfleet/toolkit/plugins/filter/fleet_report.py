@@ -1,0 +1,169 @@
+# -*- coding: utf-8 -*-
+"""The fleet report's data: one structure, from the hostvars the stages left, that both report templates
+(``templates/fleet_report.{html,md}.j2``) render, so they list the same things.
+
+``fleet_report_data(hostvars, groups)`` returns ``{hosts: [...], mirrors: [...]}``: per GPU host (sorted) its
+status (``ok``, ``failed``, ``not reached``), GPUs, instances with their health, webui version and commit, front
+door certificate, models, extensions and failure with its remediation; per fleet mirror its status and the note
+for the GPU hosts that used their other sources. Every credential in a URL is redacted. Pure function: the
+mappings may be Ansible's hostvars or plain dicts (the unit tests pass dicts).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from ansible.module_utils.parsing.convert_bool import boolean
+from jinja2 import Environment
+from jinja2.filters import do_truncate
+
+from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import redact_value
+
+# Where the GPU hosts went when the mirror did not serve them (the mirror notes say so).
+OTHER_SOURCES = ("the next git source of each repository, the inventory's pip and torch indexes "
+                 "(sdfleet_pip_index_url, sdfleet_torch_index_url_cuda/_cpu) and each model's own URL")
+_NOT_AFTER = re.compile(r"^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)\d\dZ$")
+_ENV = Environment()
+_ABSENT = object()  # "not defined", where a defined falsy value means something else
+
+
+def _var(host_vars: Any, name: str, default: Any = None) -> Any:
+    """``host_vars[name]``, or ``default`` when it is not defined (or cannot be templated)."""
+    try:
+        return host_vars[name]
+    except Exception:  # noqa: BLE001 (KeyError, or an undefined variable inside a lazily templated value)
+        return default
+
+
+def _or(value: Any, default: Any) -> Any:
+    """Jinja's ``default(x, true)``: ``default`` when ``value`` is missing or falsy."""
+    return value if value else default
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else []
+
+
+def _instances(host_vars: Any) -> list[dict[str, Any]]:
+    public = _list(_var(host_vars, "sdfleet_public_urls", []))
+    health = _map(_var(host_vars, "sdfleet_health", {}))
+    out = []
+    for inst in _list(_var(host_vars, "sdfleet_instances", [])):
+        inst = _map(inst)
+        index = inst.get("index")
+        url = public[index] if isinstance(index, int) and len(public) > index else inst.get("url")
+        out.append({"index": index, "port": inst.get("port"), "url": url, "tier": _or(inst.get("tier"), "?"),
+                    "flags": " ".join(str(f) for f in _list(inst.get("flags"))) or "(none)",
+                    "health": health.get(index, health.get(str(index), "not probed"))})
+    return out
+
+
+def _gpus(gpu: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for n, g in enumerate(_list(gpu.get("gpus"))):
+        g = _map(g)
+        cap = g.get("compute_cap")
+        out.append({"index": g.get("index", n), "name": _or(g.get("name"), "?"),
+                    "vram_mib": _or(g.get("memory_total_mib"), "?"), "tier": _or(g.get("tier"), "?"),
+                    "sm": f"sm_{str(cap).replace('.', '')}" if cap else "?"})
+    return out
+
+
+def _models(host_vars: Any) -> list[dict[str, Any]]:
+    return [{"name": _or(m.get("name"), "?"), "kind": _or(m.get("kind"), "?"),
+             "short_hash": _or(m.get("short_hash"), "-"), "legacy_hash": _or(m.get("legacy_hash"), "-")}
+            for m in _list(_var(host_vars, "sdfleet_models", [])) if isinstance(m, Mapping)]
+
+
+def _extensions(webui: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": _or(e.get("name"), "?"), "version": _or(e.get("version"), "-"),
+             "commit": str(_or(e.get("commit"), ""))[:12] or "-", "state": _or(e.get("state"), "?")}
+            for e in _list(webui.get("extensions")) if isinstance(e, Mapping)]
+
+
+def _front_door(host_vars: Any) -> Optional[dict[str, str]]:
+    door = _map(_var(host_vars, "sdfleet_front_door", {}))
+    if not boolean(door.get("enabled", False), strict=False):
+        return None
+    not_after = str(_or(door.get("not_after"), ""))
+    return {"certificate": _or(door.get("certificate"), ""), "fingerprint": _or(door.get("fingerprint_sha256"), ""),
+            "not_after": _NOT_AFTER.sub(r"\1-\2-\3 \4:\5 UTC", not_after)}
+
+
+def _host(name: str, host_vars: Any) -> dict[str, Any]:
+    gpu, webui = _map(_var(host_vars, "sdfleet_gpu", {})), _map(_var(host_vars, "sdfleet_webui", {}))
+    torch = _map(gpu.get("torch"))
+    failure = _var(host_vars, "sdfleet_failure")
+    instances_defined = _var(host_vars, "sdfleet_instances", _ABSENT) is not _ABSENT
+    status = "failed" if failure else ("ok" if instances_defined else "not reached")
+    if failure:
+        failure = _map(failure)
+        reason: Optional[dict[str, str]] = {"stage": failure.get("stage"), "message": str(failure.get("message", "")).strip(),
+                                            "remediation": str(failure.get("remediation", "")).strip()}
+    elif status == "not reached":
+        reason = {"stage": "not reached",
+                  "message": "The host did not finish the run (unreachable, or stopped outside a stage).",
+                  "remediation": f"Check that the controller can reach it (ansible -m ping {name}), then rerun "
+                                 f"with --limit {name}."}
+    else:
+        reason = None
+    return {
+        "name": name, "status": status,
+        "gpu_state": _or(gpu.get("state"), "unknown"), "driver": _or(gpu.get("driver_version"), "-"),
+        "tier": _or(gpu.get("tier"), "-"),
+        "torch": f"{torch.get('torch', '')}+{torch['build']}" if "build" in torch else "-",
+        "xformers": _or(torch.get("xformers"), "-"),
+        "gpus": _gpus(gpu), "instances": _instances(host_vars),
+        "webui_version": _or(webui.get("version"), "-"), "webui_commit": str(_or(webui.get("commit"), "-"))[:12],
+        "webui_source": _or(webui.get("source"), "-"), "note": _or(_var(host_vars, "sdfleet_report_note"), ""),
+        "front_door": _front_door(host_vars), "models": _models(host_vars), "extensions": _extensions(webui),
+        "failure": reason,
+    }
+
+
+
+def _mirror(name: str, host_vars: Any, fallback: list[str]) -> dict[str, Any]:
+    served, failure = _var(host_vars, "sdfleet_mirror"), _var(host_vars, "sdfleet_failure")
+    status = "failed" if failure else ("ok" if served else "not reached")
+    used = f"the GPU hosts {', '.join(fallback)}" if fallback else "the GPU hosts"
+    if status != "ok":
+        failure = _map(failure)
+        why = (f" failed in the {failure.get('stage')} stage "
+               f"({do_truncate(_ENV, str(failure.get('message', '')).strip().replace(chr(10), ' '), 400)})"
+               if failure else " was not reached")
+        note = f"The fleet mirror {name}{why}: {used} used their other sources: {OTHER_SOURCES}."
+        if failure:
+            note += " " + str(failure.get("remediation", "")).strip().replace("\n", " ")
+    elif fallback:
+        note = (f"The GPU hosts {', '.join(fallback)} could not reach the fleet mirror {name} and used their other "
+                f"sources: {OTHER_SOURCES}.")
+    else:
+        note = ""
+    served = _map(served)
+    return {"name": name, "status": status, "note": note,
+            "git": ", ".join(str(g) for g in _list(served.get("git"))) if served else "-",
+            "models": (", ".join(str(m) for m in _list(served.get("models"))) or "-") if served else "-"}
+
+
+def fleet_report_data(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The report's data (see the module docstring), credentials redacted, as plain JSON types."""
+    gpu_hosts = sorted(str(h) for h in _list(groups.get("webui_hosts")))
+    fallback = [h for h in gpu_hosts
+                if _var(hostvars[h], "__sdfleet_mirror_serving", _ABSENT) is not _ABSENT
+                and not _var(hostvars[h], "__sdfleet_mirror_serving")]
+    data = {"hosts": [_host(h, hostvars[h]) for h in gpu_hosts],
+            "mirrors": [_mirror(str(m), hostvars[m], fallback) for m in _list(groups.get("sdfleet_mirror"))]}
+    return json.loads(json.dumps(redact_value(data), default=str))
+
+
+class FilterModule:
+    """sdfleet fleet report filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"fleet_report_data": fleet_report_data}
