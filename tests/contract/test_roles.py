@@ -36,7 +36,9 @@ def _defaults(role: pathlib.Path) -> dict:
 
 def _spec_options(role: pathlib.Path) -> dict:
     spec = _load(role / "meta" / "argument_specs.yml").get("argument_specs", {})
-    return (spec.get("main") or {}).get("options") or {}
+    # The entry point main; the fleet contract (roles/sdfleet) has only check (its tasks; plays load it without).
+    entry = spec.get("main") or (spec.get("check") if set(spec) == {"check"} else None) or {}
+    return entry.get("options") or {}
 
 
 def test_there_are_roles():

@@ -1,4 +1,5 @@
-"""A failing fleet mirror never ends the run (playbooks/mirror.yml): on the controller, with the real mapping.
+"""A failing fleet mirror never ends the run (playbooks/mirror.yml): on the controller, with the fleet contract
+(roles/sdfleet) as every playbook loads it.
 
 The mirror host either fails its role (a controller seed without a controller dir: the role's first assert, before
 any change) or cannot be reached at all. Either way the playbook goes on to a later play on the GPU host, which
@@ -17,12 +18,12 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
-MAP = ROOT / "inventories" / "demo" / "group_vars" / "all"
 
 AFTER = """
 - name: A later stage on the GPU host
   hosts: webui_hosts
   gather_facts: false
+  roles: [sdfleet]  # the fleet contract, as every playbook loads it
   tasks:
     - name: Write what the GPU host resolved
       ansible.builtin.copy:
@@ -37,8 +38,6 @@ AFTER = """
 def run(tmp_path: pathlib.Path, mirror_vars: dict) -> tuple[subprocess.CompletedProcess, dict, str]:
     inv = tmp_path / "inventory"
     (inv / "group_vars" / "all").mkdir(parents=True)
-    for name in ("00_sdfleet_defaults.yml", "10_sdfleet_map.yml"):
-        (inv / "group_vars" / "all" / name).symlink_to(MAP / name)
     (inv / "group_vars" / "all" / "fleet.yml").write_text(json.dumps({
         "sdfleet_pip_index_url": "http://pypi.lan/simple/",
         "sdfleet_torch_index_url_cuda": "http://torch.lan/cu121/",

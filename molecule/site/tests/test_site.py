@@ -305,6 +305,39 @@ def test_controller_seed_of_an_unchanged_tree_copies_nothing(tmp_path):
         mirror.run(f"rm -rf {root}")
 
 
+def test_the_installed_collection_converges_the_fleet_unchanged(tmp_path):
+    """The collection as an Ansible user installs it (issue 16): scripts/build_collection.py builds the tarball and
+    installs it, offline, into a clean venv that has only ansible-core, the collections galaxy.yml declares and
+    community.docker (this fleet's docker connection). From a directory outside the checkout, with no ansible.cfg,
+    `ansible-playbook sdfleet.toolkit.site` converges the fleet the checkout's site.yml converged: every stage of
+    every host runs, nothing fails and nothing changes (the same roles and playbooks)."""
+    project = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    work = project / "build" / "collection" / "site"
+    built = subprocess.run([sys.executable, str(project / "scripts" / "build_collection.py"), "--out", str(work),
+                            "--venv", str(work / "venv"), "--with", "community.docker"],
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    _, playbook, collections = built.stdout.split()[-3:]
+    env = {k: v for k, v in os.environ.items() if k.startswith("MOLECULE_")}
+    env.update(PATH=f"{pathlib.Path(playbook).parent}:/usr/bin:/bin", HOME=str(tmp_path), LANG="C.UTF-8",
+               ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="false",
+               SDFLEET_REPORT_DIR=str(tmp_path / "reports"))
+    proc = subprocess.run([playbook, "-vv", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "sdfleet.toolkit.site"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    recap = dict(re.findall(r"^(site-\w+)\s+: (ok=.*)$", out, re.MULTILINE))
+    assert set(recap) == {"site-small", "site-mid", "site-dual", "site-mirror"}, out[-4000:]
+    for host, line in recap.items():
+        assert all(f" {c}=0 " in f" {line} " for c in ("changed", "failed", "rescued", "unreachable")), f"{host}: {line}"
+    # every task came from the installed tarball (-vv prints each task's path), none from the checkout
+    installed = f"task path: {collections}/ansible_collections/sdfleet/toolkit/"
+    assert f"{installed}roles/webui_service/tasks/" in out and f"{installed}playbooks/" in out, out[-3000:]
+    assert f"task path: {project}/" not in out, out[-3000:]
+    assert (tmp_path / "reports" / "fleet-report.md").is_file()
+    assert "0 of 3" not in out and "3 of 3 hosts serving" in out, out[-3000:]
+
+
 def test_one_stage_runs_alone_with_tags():
     """`site.yml --tags service` on the converged fleet: the service stage alone finds what earlier stages
     publish (sdfleet_webui from the source probes and the checkout), fails nowhere and changes nothing."""

@@ -1,0 +1,185 @@
+# -*- coding: utf-8 -*-
+"""The fleet contract's rules: where a fleet's hosts fetch from (the fleet mirror first, upstream after it) and
+which inventory names the contract knows.
+
+``roles/sdfleet/vars/main.yml`` (the map of ``sdfleet_*`` names onto role variables) calls these filters and holds
+no logic of its own; ``roles/sdfleet/tasks/check.yml`` calls ``fleet_contract_problems``.
+
+* ``fleet_mirror_url(mirror_hosts, hostvars, port, use_mirror)``: the fleet mirror's base URL, ``""`` without one;
+* ``fleet_endpoints(mirror_url, serving, ...)``: the pip and torch indexes, trusted hosts, no_proxy and model
+  source each host uses, the mirror's while it serves, the inventory's own otherwise;
+* ``fleet_mirror_first(sources, mirror_git)``: a repository's sources, the fleet mirror's copy first;
+* ``fleet_subrepos(sources, commits, mirror_git)``: the webui's sub-repositories as ``webui_repo_subrepos``;
+* ``fleet_url_packages(sources, mirror_url)``: the archives pip installs from an URL as ``webui_repo_url_packages``;
+* ``fleet_contract_problems(host_vars, spec_names, published, mapping, effective)``: the inventory names nobody reads.
+
+Pure functions (``hostvars`` may be plain dicts), unit-tested without Ansible.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from ansible.errors import AnsibleFilterError
+
+# An sdfleet_* name, or a private step of the map (__sdfleet_*), as a template reads it; and the mirror group.
+_SDFLEET_NAME = re.compile(r"(?<![A-Za-z0-9])(?:__)?sdfleet_[a-z0-9_]+")
+_GROUP_REF = re.compile(r"groups\[['\"]sdfleet_mirror['\"]\]")
+
+
+def _repo_name(url: str) -> str:
+    """The last path segment of a clone URL (``.../stable-diffusion-webui.git`` -> ``stable-diffusion-webui.git``)."""
+    return str(url).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _first_sources(sources: Any, what: str) -> list[str]:
+    if isinstance(sources, str) or not isinstance(sources, Sequence) or not sources:
+        raise AnsibleFilterError(f"{what} is {sources!r}: not a non-empty list of URLs. Fix: list the URLs, "
+                                 "the primary first.")
+    return [str(s) for s in sources]
+
+
+def fleet_mirror_url(mirror_hosts: Sequence[str] | None, hostvars: Mapping[str, Any], port: Any,
+                     use_mirror: Any = True) -> str:
+    """``http://<address>:<port>`` of the first host of group ``sdfleet_mirror`` (its host var
+    ``sdfleet_mirror_address``, else its inventory name); ``""`` when there is none or ``use_mirror`` is false."""
+    hosts = list(mirror_hosts or [])
+    if not hosts or not _truthy(use_mirror):
+        return ""
+    mirror = hosts[0]
+    own = hostvars.get(mirror) if hasattr(hostvars, "get") else None
+    address = (own.get("sdfleet_mirror_address") if hasattr(own, "get") else "") or mirror
+    return f"http://{address}:{int(port)}"
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
+def fleet_endpoints(mirror_url: str, serving: Any = True, pip_index_url: str = "",
+                    pip_trusted_hosts: Sequence[str] | None = None, torch_index_url_cuda: str = "",
+                    torch_index_url_cpu: str = "", models_cache_mode: str = "controller",
+                    no_proxy: str = "") -> dict[str, Any]:
+    """What a GPU host fetches from. ``mirror_git`` and ``mirror_host`` follow the mirror's existence (git falls back
+    per repository by itself); the indexes and the model source follow ``serving`` as well (pip has one index per
+    run, so a mirror that failed or does not answer the host gives way to the inventory's own)."""
+    mirror_url = str(mirror_url or "").rstrip("/")
+    host = (urlsplit(mirror_url).hostname or "") if mirror_url else ""
+    index = mirror_url if mirror_url and _truthy(serving) else ""
+    return {
+        "mirror_git": [f"{mirror_url}/git/"] if mirror_url else [],
+        "mirror_host": host,
+        "pip_index_url": f"{index}/simple/" if index else str(pip_index_url or ""),
+        "pip_trusted_hosts": [str(h) for h in (pip_trusted_hosts or [])] + ([host] if host else []),
+        "torch_index_url_cuda": f"{index}/torch/{{build}}/" if index else str(torch_index_url_cuda or ""),
+        "torch_index_url_cpu": f"{index}/torch/cpu/" if index else str(torch_index_url_cpu or ""),
+        "models_cache_mode": "mirror" if index else str(models_cache_mode),
+        "models_mirror_url": f"{index}/files" if index else "",
+        "no_proxy": ",".join(([str(no_proxy)] if no_proxy else []) + ([host] if host else [])),
+    }
+
+
+def fleet_mirror_first(sources: Sequence[str], mirror_git: Sequence[str] | str = ()) -> list[str]:
+    """``sources`` with the fleet mirror's copy of the repository (``<mirror_git><name of the first source>``)
+    in front; ``sources`` unchanged without a mirror."""
+    urls = _first_sources(sources, "the repository's sources")
+    bases = [mirror_git] if isinstance(mirror_git, str) else list(mirror_git or [])
+    return [f"{base}{_repo_name(urls[0])}" for base in bases if base] + urls
+
+
+def fleet_subrepos(sources: Mapping[str, Sequence[str]], commits: Mapping[str, str],
+                   mirror_git: Sequence[str] | str = ()) -> list[dict[str, Any]]:
+    """``[{env, commit, sources}]`` per sub-repository of ``sdfleet_webui_subrepo_sources``, in its order, each
+    pinned to its commit of ``sdfleet_webui_subrepo_commits`` and fetched from the fleet mirror first."""
+    if not isinstance(sources, Mapping) or not isinstance(commits, Mapping):
+        raise AnsibleFilterError("sdfleet_webui_subrepo_sources and sdfleet_webui_subrepo_commits must be mappings "
+                                 "of the sub-repository names (ASSETS, STABLE_DIFFUSION, ...). Fix: write them as such.")
+    missing = sorted(set(sources) ^ set(commits))
+    if missing:
+        raise AnsibleFilterError(f"sdfleet_webui_subrepo_sources and sdfleet_webui_subrepo_commits name different "
+                                 f"sub-repositories ({', '.join(missing)}). Fix: give each one both.")
+    return [{"env": env, "commit": str(commits[env]),
+             "sources": fleet_mirror_first(_first_sources(urls, f"sdfleet_webui_subrepo_sources.{env}"), mirror_git)}
+            for env, urls in sources.items()]
+
+
+def fleet_url_packages(sources: Mapping[str, Sequence[str]], mirror_url: str = "") -> list[dict[str, Any]]:
+    """``[{env, sources}]`` per archive of ``sdfleet_webui_package_sources``; the fleet mirror serves each archive at
+    its first URL's path (``/openai/CLIP/archive/<commit>.zip``), so that copy comes first."""
+    if not isinstance(sources, Mapping):
+        raise AnsibleFilterError("sdfleet_webui_package_sources must map CLIP_PACKAGE and OPENCLIP_PACKAGE to URLs. "
+                                 "Fix: write it as such.")
+    base = str(mirror_url or "").rstrip("/")
+    out = []
+    for env, urls in sources.items():
+        urls = _first_sources(urls, f"sdfleet_webui_package_sources.{env}")
+        out.append({"env": env, "sources": ([base + urlsplit(urls[0]).path] if base else []) + urls})
+    return out
+
+
+def fleet_contract_problems(host_vars: Mapping[str, Any], spec_names: Sequence[str], published: Sequence[str],
+                            mapping: Mapping[str, Any], effective: Mapping[str, Any] | None = None) -> list[str]:
+    """One message per inventory name the contract would silently ignore, each with its fix:
+
+    * an ``sdfleet_*`` name that is neither in the spec nor a fact a role publishes (a misspelling, a removed name);
+    * a role variable the map (``mapping``: ``{role variable: its template}``) sets, whose value in ``host_vars``
+      differs from the one the roles see (``effective``: the map wins over an inventory; an extra var wins over the
+      map, so an ``-e`` of the same name is not refused).
+    """
+    known = set(spec_names) | set(published) | {k for k in mapping if k.startswith("sdfleet_")}
+    effective = effective or {}
+    problems = []
+    for name in sorted(str(k) for k in host_vars.keys()):
+        if name.startswith("sdfleet_") and name not in known:
+            close = _closest(name, sorted(spec_names))
+            hint = f"did you mean {close}? " if close else ""
+            problems.append(f"{name}: not an sdfleet setting, so it is ignored ({hint}every name: ansible-doc -t role "
+                            f"sdfleet.toolkit.sdfleet). Fix: correct or remove it.")
+        elif name in mapping and not name.startswith("__") and name in effective \
+                and effective[name] != host_vars[name]:
+            # the names its template reads itself, else those its map steps read
+            sources = sorted(_read_names(name, mapping, direct=True) or _read_names(name, mapping)) \
+                or ["an sdfleet_* name"]
+            problems.append(f"{name}: set by the fleet contract from {', '.join(sources)}, so the inventory's value "
+                            f"is ignored. Fix: set {' / '.join(sources)} instead.")
+    return problems
+
+
+def _read_names(name: str, mapping: Mapping[str, Any], seen: frozenset[str] = frozenset(),
+                direct: bool = False) -> set[str]:
+    """The inventory names the map's template of ``name`` reads: ``direct``, only those it names itself; else also
+    through the map's steps (``webui_repo_pip_index_url`` -> ``__sdfleet_endpoints`` -> ``sdfleet_pip_index_url``,
+    ...). Never the group ``groups['sdfleet_mirror']``, nor ``name`` itself."""
+    text = _GROUP_REF.sub("", str(mapping.get(name, "")))
+    found: set[str] = set()
+    for ref in set(_SDFLEET_NAME.findall(text)) - {name} - seen:
+        if ref in mapping:  # a step of the map (private, or an output such as sdfleet_mirror_url)
+            if not direct:
+                found |= _read_names(ref, mapping, seen | {name})
+        elif not ref.startswith("__"):
+            found.add(ref)
+    return found
+
+
+def _closest(name: str, candidates: Sequence[str]) -> str:
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
+    return match[0] if match else ""
+
+
+class FilterModule:
+    """The fleet contract's filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "fleet_mirror_url": fleet_mirror_url,
+            "fleet_endpoints": fleet_endpoints,
+            "fleet_mirror_first": fleet_mirror_first,
+            "fleet_subrepos": fleet_subrepos,
+            "fleet_url_packages": fleet_url_packages,
+            "fleet_contract_problems": fleet_contract_problems,
+        }
