@@ -2,7 +2,7 @@
 """The fleet report's data: one structure, from the hostvars the stages left, that both report templates
 (``templates/fleet_report.{html,md}.j2``) render, so they list the same things.
 
-``fleet_report_data(hostvars, groups)`` returns ``{hosts: [...], mirrors: [...]}``: per GPU host (sorted) its
+``fleet_report_data(hostvars, groups, stored)`` returns ``{hosts: [...], mirrors: [...], fresh: [...]}``: per GPU host (sorted) its
 status (``ok``, ``failed``, ``not reached``), GPUs, instances with their health, webui version and commit, front
 door certificate, models, extensions and failure with its remediation; per fleet mirror its status and the note
 for the GPU hosts that used their other sources. Every credential in a URL is redacted. Pure function: the
@@ -151,14 +151,58 @@ def _mirror(name: str, host_vars: Any, fallback: list[str]) -> dict[str, Any]:
             "models": (", ".join(str(m) for m in _list(served.get("models"))) or "-") if served else "-"}
 
 
-def fleet_report_data(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """The report's data (see the module docstring), credentials redacted, as plain JSON types."""
+# A host this run reached: the gpu stage marks every host it targets first (a set_fact, which needs no
+# connection, so an unreachable host is marked too); the facts cover a run without that stage.
+_RAN = ("__sdfleet_in_run", "sdfleet_gpu", "sdfleet_failure", "sdfleet_instances", "sdfleet_mirror",
+        "__sdfleet_mirror_serving")
+
+
+def _ran(host_vars: Any) -> bool:
+    return any(_var(host_vars, name, _ABSENT) is not _ABSENT for name in _RAN)
+
+
+def _never(name: str) -> dict[str, Any]:
+    """The row of a host no run has reached yet (this one did not target it; no earlier one is kept)."""
+    row = _host(name, {})
+    row["failure"] = {"stage": "not reached",
+                      "message": "No run has reached this host yet (this run did not target it, and no earlier "
+                                 "run's state is kept for it).",
+                      "remediation": f"Run ansible-playbook site.yml --limit {name}."}
+    return row
+
+
+def fleet_report_data(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]],
+                      stored: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
+    """The report's data (see the module docstring), credentials redacted, as plain JSON types.
+
+    ``stored`` holds the rows earlier runs kept on the controller (``{kind: host|mirror, name, row}``). A host this
+    run reached gets its row from this run's facts; any other host keeps its stored row, marked ``earlier`` (a run
+    with ``--limit``, or the report alone); a host with neither is "not reached". ``fresh`` lists the rows this
+    run made, to keep for the next run."""
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in _list(stored):
+        item = _map(item)
+        if item.get("kind") in ("host", "mirror") and isinstance(item.get("row"), Mapping):
+            kept[(str(item["kind"]), str(item.get("name")))] = dict(item["row"], earlier=True)
     gpu_hosts = sorted(str(h) for h in _list(groups.get("webui_hosts")))
-    fallback = [h for h in gpu_hosts
-                if _var(hostvars[h], "__sdfleet_mirror_serving", _ABSENT) is not _ABSENT
+    ran = {h for h in gpu_hosts if _ran(hostvars[h])}
+    fallback = [h for h in gpu_hosts if h in ran
+                and _var(hostvars[h], "__sdfleet_mirror_serving", _ABSENT) is not _ABSENT
                 and not _var(hostvars[h], "__sdfleet_mirror_serving")]
-    data = {"hosts": [_host(h, hostvars[h]) for h in gpu_hosts],
-            "mirrors": [_mirror(str(m), hostvars[m], fallback) for m in _list(groups.get("sdfleet_mirror"))]}
+    hosts, mirrors, fresh = [], [], []
+    for h in gpu_hosts:
+        if h in ran:
+            hosts.append(dict(_host(h, hostvars[h]), earlier=False))
+            fresh.append({"kind": "host", "name": h, "row": hosts[-1]})
+        else:
+            hosts.append(kept.get(("host", h)) or dict(_never(h), earlier=False))
+    for m in (str(m) for m in _list(groups.get("sdfleet_mirror"))):
+        if _ran(hostvars[m]):
+            mirrors.append(dict(_mirror(m, hostvars[m], fallback), earlier=False))
+            fresh.append({"kind": "mirror", "name": m, "row": mirrors[-1]})
+        else:
+            mirrors.append(kept.get(("mirror", m)) or dict(_mirror(m, {}, []), earlier=False))
+    data = {"hosts": hosts, "mirrors": mirrors, "fresh": fresh}
     return json.loads(json.dumps(redact_value(data), default=str))
 
 
