@@ -13,7 +13,7 @@ Pure functions, unit-tested without Ansible (tests/unit/plugins/filter/test_pref
 * :func:`preflight_warnings`: what works but is not advised (RAM below the recommendation, no swap, GPU facts
   unknown).
 
-The operating-system check and the exposure/front-door rules live elsewhere (vars/main.yml, exposure.py,
+The operating-system check and the exposure/front-door rules live elsewhere (preflight_os.py, exposure.py,
 front_door.py).
 """
 from __future__ import annotations
