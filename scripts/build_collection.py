@@ -8,7 +8,8 @@ the collection, hence the copy). Optionally installs the tarball, offline, into 
 
 Prints the tarball's path. The install resolves the declared dependencies (galaxy.yml) against what DIR already
 holds, without any network (--offline). --venv makes what an Ansible user starts from: a clean venv with only
-ansible-core (the version of this interpreter's), its collections path (DIR/collections) holding the declared
+ansible-core (the version of this interpreter's) and the collection's declared Python packages
+(requirements.txt), its collections path (DIR/collections) holding the declared
 dependencies (copied from this venv's ansible package: Galaxy is not reachable here) plus any --with collection
 (the demo's docker connection: community.docker), and the tarball installed there. Prints the venv's
 ansible-playbook and the collections path too.
@@ -75,12 +76,13 @@ def clean_venv(venv: pathlib.Path, tarball: pathlib.Path, extra: list[str]) -> p
     core = importlib.metadata.version("ansible-core")
     python = venv / "bin" / "python"
     stamp = venv / ".ansible-core"
-    if not (python.exists() and stamp.is_file() and stamp.read_text(encoding="utf-8") == core):
+    wanted = core + "\n" + (SOURCE / "requirements.txt").read_text(encoding="utf-8")
+    if not (python.exists() and stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted):
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        f"ansible-core=={core}"], check=True)
-        stamp.write_text(core, encoding="utf-8")
+                        f"ansible-core=={core}", "-r", str(SOURCE / "requirements.txt")], check=True)
+        stamp.write_text(wanted, encoding="utf-8")
     import ansible_collections  # pylint: disable=import-outside-toplevel  # the ansible package's collections
 
     packaged = pathlib.Path(list(ansible_collections.__path__)[0])

@@ -68,7 +68,9 @@ def test_the_tarball_carries_roles_playbooks_and_templates(clean):
 def test_the_clean_venv_has_only_ansible_core_and_the_declared_collections(clean):
     pip = subprocess.run([str(clean["bin"] / "python"), "-m", "pip", "list", "--format", "json"],
                          capture_output=True, text=True, check=True, env=clean["env"]).stdout
-    assert "ansible" not in {p["name"] for p in json.loads(pip)}  # the ansible package, with its collections
+    installed = {p["name"].lower() for p in json.loads(pip)}
+    assert "ansible" not in installed  # the ansible package, with its collections
+    assert {"ansible-core", "passlib"} <= installed  # the collection's declared Python packages
     listed = run(clean, "ansible-galaxy", "collection", "list", "--format", "json")
     found = {name for path in json.loads(listed).values() for name in path if not name.startswith("ansible.")}
     assert found == {"sdfleet.toolkit", "community.general", "community.crypto"}, found

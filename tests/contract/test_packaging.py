@@ -59,6 +59,10 @@ def test_ansible_builder_creates_the_execution_environment_context(tmp_path):
     shutil.copy(ROOT / "execution-environment.yml", tmp_path)
     (tmp_path / "collections").mkdir()
     shutil.copy(ROOT / "collections/requirements.yml", tmp_path / "collections")
+    # the controller-side Python packages, as the collection declares them (execution-environment.yml points there)
+    declared = "collections/ansible_collections/sdfleet/toolkit/requirements.txt"
+    (tmp_path / declared).parent.mkdir(parents=True)
+    shutil.copy(ROOT / declared, tmp_path / declared)
     proc = subprocess.run([str(builder), "create", "-f", "execution-environment.yml", "-c", "context",
                            "--output-filename", "Containerfile"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
