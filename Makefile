@@ -72,7 +72,8 @@ demo: venv images fixture real-fixture ## Bring up the demo fleet (containers, a
 demo-down: ## Remove the demo fleet's containers and network
 	scripts/demo.sh down
 
-bench: venv images fixture ## Benchmark on the demo fleet (prints figures; not a test)
+bench: venv images fixture ## Benchmark: a simulated 500-host fleet, then the demo fleet (prints figures; not a test)
+	$(BIN)/python scripts/bench_sim.py --hosts 500
 	$(BIN)/python scripts/bench.py
 
 clean: ## Remove build outputs (not the images)
