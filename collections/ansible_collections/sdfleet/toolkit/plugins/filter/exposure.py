@@ -8,7 +8,7 @@ so the rules are unit-tested without Ansible.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 DEFAULT_MIN_PASSWORD_LENGTH = 8
 _TRUE = {"true", "yes", "on", "1", "y"}
@@ -38,6 +38,16 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     return str(value)
+
+
+def _unknown_keys(at: str, entry: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    """The refusal of the keys of a list entry (``at`` names it, ``preflight_supported_os[1]``) not among ``keys``:
+    a misspelt key would otherwise be ignored. ``[]`` when every key is known."""
+    unknown = sorted(str(key) for key in entry if key not in keys)
+    if not unknown:
+        return []
+    return [f"{at} has unknown keys {', '.join(unknown)} (a misspelling is not ignored). "
+            f"Fix: use only {', '.join(keys)}."]
 
 
 def _as_bool(settings: Mapping[str, Any], key: str, name: _Names, problems: list[str]) -> bool:

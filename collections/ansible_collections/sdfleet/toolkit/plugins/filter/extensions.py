@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _show
+from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _show, _unknown_keys
 from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import has_credentials, redact_urls
 
 
@@ -60,11 +60,7 @@ def _entry_problems(index: int, entry: Any, var: str) -> list[str]:
         return [f"{at} is {_show(entry)}, not a mapping. Fix: write it as "
                 "{name: sd-dynamic-prompts, sources: [https://github.com/adieyal/sd-dynamic-prompts.git], "
                 "version: v2.9.1}."]
-    problems = []
-    unknown = sorted(str(k) for k in entry if k not in KEYS)
-    if unknown:
-        problems.append(f"{at} has unknown keys {', '.join(unknown)} (a misspelling is not ignored). "
-                        f"Fix: use only {', '.join(KEYS)}.")
+    problems = _unknown_keys(at, entry, KEYS)
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         problems.append(f"{_where(var, index, '.name')} is {_show(name)}. Fix: give the directory name under extensions/, e.g. "

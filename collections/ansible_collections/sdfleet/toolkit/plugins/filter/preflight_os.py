@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _show
+from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _show, _unknown_keys
 
 
 STATUSES = ("tested", "untested", "unsupported")
@@ -74,11 +74,7 @@ def _entry_problems(index: int, entry: Any) -> list[str]:
     at = f"{VARIABLE}[{index}]"
     if not isinstance(entry, Mapping):
         return [f"{at} is {_show(entry)}, not a mapping. Fix: write it as {_EXAMPLE}."]
-    problems: list[str] = []
-    unknown = sorted(str(key) for key in entry if key not in KEYS)
-    if unknown:
-        problems.append(f"{at} has unknown keys {', '.join(unknown)} (a misspelling is not ignored). "
-                        f"Fix: use only {', '.join(KEYS)}.")
+    problems = _unknown_keys(at, entry, KEYS)
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         problems.append(f"{at}.name is {_show(name)}, not a distribution or OS family. Fix: give an "
