@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 # An sdfleet_* name, or a private step of the map (__sdfleet_*), as a template reads it; and the mirror group.
 _SDFLEET_NAME = re.compile(r"(?<![A-Za-z0-9])(?:__)?sdfleet_[a-z0-9_]+")
@@ -47,18 +48,12 @@ def fleet_mirror_url(mirror_hosts: Sequence[str] | None, hostvars: Mapping[str, 
     """``http://<address>:<port>`` of the first host of group ``sdfleet_mirror`` (its host var
     ``sdfleet_mirror_address``, else its inventory name); ``""`` when there is none or ``use_mirror`` is false."""
     hosts = list(mirror_hosts or [])
-    if not hosts or not _truthy(use_mirror):
+    if not hosts or not boolean(use_mirror, strict=False):
         return ""
     mirror = hosts[0]
     own = hostvars.get(mirror) if hasattr(hostvars, "get") else None
     address = (own.get("sdfleet_mirror_address") if hasattr(own, "get") else "") or mirror
     return f"http://{address}:{int(port)}"
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
 
 
 def fleet_endpoints(mirror_url: str, serving: Any = True, pip_index_url: str = "",
@@ -70,7 +65,7 @@ def fleet_endpoints(mirror_url: str, serving: Any = True, pip_index_url: str = "
     run, so a mirror that failed or does not answer the host gives way to the inventory's own)."""
     mirror_url = str(mirror_url or "").rstrip("/")
     host = (urlsplit(mirror_url).hostname or "") if mirror_url else ""
-    index = mirror_url if mirror_url and _truthy(serving) else ""
+    index = mirror_url if mirror_url and boolean(serving, strict=False) else ""
     return {
         "mirror_git": [f"{mirror_url}/git/"] if mirror_url else [],
         "mirror_host": host,
