@@ -185,25 +185,28 @@ def fleet_report_data(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence
         if item.get("kind") in ("host", "mirror") and isinstance(item.get("row"), Mapping):
             kept[(str(item["kind"]), str(item.get("name")))] = dict(item["row"], earlier=True)
     gpu_hosts = sorted(str(h) for h in _list(groups.get("webui_hosts")))
+    mirror_hosts = [str(m) for m in _list(groups.get("sdfleet_mirror"))]
     # One lookup per host: each hostvars[h] of Ansible's HostVars computes the host's variables again
     # (scripts/bench_sim.py measures it).
-    views = {h: hostvars[h] for h in gpu_hosts}
-    ran = {h for h in gpu_hosts if _ran(views[h])}
-    serving = {h: _var(views[h], "__sdfleet_mirror_serving", _ABSENT) for h in ran}
-    fallback = [h for h in gpu_hosts if h in ran and serving[h] is not _ABSENT and not serving[h]]
-    hosts, mirrors, fresh = [], [], []
-    for h in gpu_hosts:
-        if h in ran:
-            hosts.append(dict(_host(h, views[h]), earlier=False))
-            fresh.append({"kind": "host", "name": h, "row": hosts[-1]})
-        else:
-            hosts.append(kept.get(("host", h)) or dict(_never(h), earlier=False))
-    for m in (str(m) for m in _list(groups.get("sdfleet_mirror"))):
-        if _ran(hostvars[m]):
-            mirrors.append(dict(_mirror(m, hostvars[m], fallback), earlier=False))
-            fresh.append({"kind": "mirror", "name": m, "row": mirrors[-1]})
-        else:
-            mirrors.append(kept.get(("mirror", m)) or dict(_mirror(m, {}, []), earlier=False))
+    views = {h: hostvars[h] for h in {*gpu_hosts, *mirror_hosts}}
+    ran = {h for h in views if _ran(views[h])}
+    serving = {h: _var(views[h], "__sdfleet_mirror_serving", _ABSENT) for h in gpu_hosts if h in ran}
+    fallback = [h for h in gpu_hosts if h in serving and serving[h] is not _ABSENT and not serving[h]]
+    fresh: list[dict[str, Any]] = []
+
+    def rows(kind: str, names: Sequence[str], build: Any, blank: Any) -> list[dict[str, Any]]:
+        """This run's row of each host it reached (kept in ``fresh``), else the stored row, else ``blank``'s."""
+        out = []
+        for name in names:
+            if name in ran:
+                out.append(dict(build(name, views[name]), earlier=False))
+                fresh.append({"kind": kind, "name": name, "row": out[-1]})
+            else:
+                out.append(kept.get((kind, name)) or dict(blank(name), earlier=False))
+        return out
+
+    hosts = rows("host", gpu_hosts, _host, _never)
+    mirrors = rows("mirror", mirror_hosts, lambda m, view: _mirror(m, view, fallback), lambda m: _mirror(m, {}, []))
     data = {"hosts": hosts, "mirrors": mirrors, "fresh": fresh}
     return json.loads(json.dumps(redact_value(data), default=str))
 
