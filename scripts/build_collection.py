@@ -2,16 +2,15 @@
 """Build the sdfleet.toolkit collection tarball with everything in it: the plugins (the collection's own tree under
 collections/ansible_collections/sdfleet/toolkit), and the design's top-level roles/, playbooks/ and templates/,
 which the build gathers into a staging copy (the checkout keeps its layout; ansible-galaxy skips symlinks that leave
-the collection, hence the copy). Optionally installs the tarball, offline, into a collections path.
+the collection, hence the copy).
 
-    scripts/build_collection.py [--out build/collection] [--install DIR] [--venv DIR [--with NS.NAME ...]]
+    scripts/build_collection.py [--out build/collection] [--venv DIR [--with NS.NAME ...]]
 
-Prints the tarball's path. The install resolves the declared dependencies (galaxy.yml) against what DIR already
-holds, without any network (--offline). --venv makes what an Ansible user starts from: a clean venv with only
-ansible-core (the version of this interpreter's) and the collection's declared Python packages
-(requirements.txt), its collections path (DIR/collections) holding the declared
-dependencies (copied from this venv's ansible package: Galaxy is not reachable here) plus any --with collection
-(the demo's docker connection: community.docker), and the tarball installed there. Prints the venv's
+Prints the tarball's path. --venv makes what an Ansible user starts from: a clean venv with only ansible-core (the
+version of this interpreter's) and the collection's declared Python packages (requirements.txt), its collections
+path (DIR/collections) holding the declared dependencies (copied from this venv's ansible package: Galaxy is not
+reachable here) plus any --with collection (the demo's docker connection: community.docker), and the tarball
+installed there offline (its galaxy.yml dependencies resolved against that path). Prints the venv's
 ansible-playbook and the collections path too.
 """
 from __future__ import annotations
@@ -58,11 +57,6 @@ def build(out: pathlib.Path) -> pathlib.Path:
     return tarball
 
 
-def install(tarball: pathlib.Path, path: pathlib.Path) -> None:
-    subprocess.run([galaxy(), "collection", "install", "--offline", "--force", "-p", str(path), str(tarball)],
-                   check=True, stdout=subprocess.DEVNULL)
-
-
 def dependencies() -> list[str]:
     """The collections galaxy.yml declares (``namespace.name``)."""
     import yaml  # pylint: disable=import-outside-toplevel
@@ -101,15 +95,12 @@ def clean_venv(venv: pathlib.Path, tarball: pathlib.Path, extra: list[str]) -> p
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "collection")
-    parser.add_argument("--install", type=pathlib.Path, help="a collections path to install the tarball into")
     parser.add_argument("--venv", type=pathlib.Path, help="make a clean venv with the tarball installed (see above)")
     parser.add_argument("--with", dest="extra", action="append", default=[], metavar="NS.NAME",
                         help="another collection for the clean venv (from this venv's ansible package)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tarball = build(args.out.resolve())
-    if args.install:
-        install(tarball, args.install)
     print(tarball)
     if args.venv:
         path = clean_venv(args.venv.resolve(), tarball, args.extra)
