@@ -7,7 +7,7 @@ PY ?= python3
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv docker browser images fixture real-fixture wheels-lock flags lint unit molecule test demo demo-down bench clean
+.PHONY: help venv docker host-tools images fixture real-fixture wheels-lock flags lint unit molecule test demo demo-down bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,10 +24,14 @@ venv: $(VENV)/.stamp ## Create .venv with the pinned toolchain (no-op when curre
 docker: ## Install docker.io/debootstrap and start dockerd if needed
 	scripts/ensure_docker.sh
 
-browser: ## Install Debian's chromium (the fleet report's headless-browser test)
-	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
+# chromium: the fleet report's headless-browser test; nginx and fcgiwrap: the fleet mirror's server test
+# (tests/fleet_mirror/test_mirror_nginx.py runs them as plain processes; no service is started).
+HOST_TOOLS := chromium nginx fcgiwrap
+host-tools: ## Install Debian's chromium, nginx and fcgiwrap (tests run them as plain processes)
+	@missing=$$(for p in $(HOST_TOOLS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing" $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; fi
 
 images: docker ## Build the local base images (cached by recipe)
 	$(PY) scripts/build_images.py
@@ -48,7 +52,7 @@ lint: venv ## yamllint + ansible-lint (production profile)
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
 
-unit: venv ## pytest: plugin unit tests, stand-in webui, mirror fixture; the READMEs' refused-input tables match
+unit: venv host-tools ## pytest: plugin unit tests, stand-in webui, mirror fixture; the READMEs' refused-input tables match
 	$(BIN)/pytest -q
 	$(BIN)/python scripts/refusal_table.py --check --min 200
 
@@ -57,7 +61,7 @@ molecule: venv images fixture real-fixture ## Every molecule scenario
 
 # The images (debootstrap, disk) and the real fixture (its first run downloads 6.35 GB from PyPI) are
 # built side by side: on a fresh machine that saves the shorter of the two, about 4-5 minutes.
-test: venv fixture browser ## The whole suite: lint, pytest, every molecule scenario
+test: venv fixture host-tools ## The whole suite: lint, pytest, every molecule scenario
 	@$(MAKE) --no-print-directory -j2 images real-fixture
 	@start=$$(date +%s); rc=0; mkdir -p build; \
 	( $(MAKE) --no-print-directory lint; l=$$?; $(MAKE) --no-print-directory unit || exit 1; exit $$l ) >build/lint-unit.log 2>&1 & quick=$$!; \

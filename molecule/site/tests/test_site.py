@@ -199,11 +199,30 @@ def test_mirror_serves_git_pip_torch_and_models(host):
 
 
 @only("site-mirror")
-def test_mirror_git_is_cloneable_over_dumb_http(host):
+def test_mirror_git_is_cloneable_over_smart_http(host):
     out = host.run("rm -rf /tmp/c && GIT_TERMINAL_PROMPT=0 git clone -q "
                    "http://127.0.0.1:8080/git/BLIP.git /tmp/c && git -C /tmp/c cat-file -t "
                    f"{PINS['repos']['BLIP']['pin']}")
     assert out.rc == 0 and out.stdout.strip() == "commit", out.stderr
+    # git http-backend answered (smart HTTP), and the repository's own files are not served
+    advert = host.run("curl -s -o /dev/null -w '%{http_code} %{content_type}' "
+                      "'http://127.0.0.1:8080/git/BLIP.git/info/refs?service=git-upload-pack'").stdout
+    assert advert == "200 application/x-git-upload-pack-advertisement", advert
+    for private in ("/git/BLIP.git/config", "/git/BLIP.git/hooks/", "/git/", "/.download/url-packages.sha256"):
+        code = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8080{private}").stdout
+        assert code == "404", (private, code)
+
+
+@only("site-mirror")
+def test_mirror_serves_model_files_with_range_and_nginx_config_checks(host):
+    """nginx serves the models by sha256 with Range (a cut download resumes), from its own checked config."""
+    sha = PINS["files"]["tiny-v1.safetensors"]["sha256"]
+    out = host.run(f"curl -s -r 10-19 -o /dev/null -w '%{{http_code}} %{{size_download}}' "
+                   f"http://127.0.0.1:8080/files/sha256/{sha}").stdout
+    assert out == "206 10", out
+    assert host.run("nginx -e stderr -t -q -c /etc/sdfleet-mirror/nginx.conf").rc == 0
+    assert "sendfile on;" in host.file("/etc/sdfleet-mirror/nginx.conf").content_string
+    assert not host.file("/usr/local/lib/sdfleet/sdfleet_mirror_server.py").exists
 
 
 @only("site-mirror")
