@@ -95,9 +95,11 @@ def mirror():
                  "fleet_mirror_bind": "127.0.0.1", "fleet_mirror_port": port, "fleet_mirror_root": str(root),
                  "__fleet_mirror_run_dir": str(run), "__fleet_mirror_cache_dir": str(run),
                  "__fleet_mirror_git_socket": str(run / "git.sock")}
-    conf = run / "nginx.conf"
+    conf, site = run / "nginx.conf", run / "site.conf"
+    variables.update(__fleet_mirror_conf=str(conf), __fleet_mirror_site=str(site))
+    conf.write_text(render("etc/sdfleet-mirror/nginx.conf.j2", **variables))
     # journald's /dev/log is not here: the access log goes to a file instead of syslog
-    conf.write_text(render("etc/sdfleet-mirror/nginx.conf.j2", **variables)
+    site.write_text(render("etc/sdfleet-mirror/site.conf.j2", **variables)
                     .replace("syslog:server=unix:/dev/log,tag=sdfleet_mirror,nohostname", str(run / "access.log")))
     checked = subprocess.run([*as_nobody(), NGINX, "-e", "stderr", "-t", "-q", "-c", str(conf)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
