@@ -221,7 +221,7 @@ def test_mirror_serves_model_files_with_range_and_nginx_config_checks(host):
                    f"http://127.0.0.1:8080/files/sha256/{sha}").stdout
     assert out == "206 10", out
     assert host.run("nginx -e stderr -t -q -c /etc/sdfleet-mirror/nginx.conf").rc == 0
-    assert "sendfile on;" in host.file("/etc/sdfleet-mirror/nginx.conf").content_string
+    assert "sendfile on;" in host.file("/etc/sdfleet-mirror/site.conf").content_string
     assert not host.file("/usr/local/lib/sdfleet/sdfleet_mirror_server.py").exists
 
 
@@ -367,21 +367,35 @@ def test_one_stage_runs_alone_with_tags():
         assert all(f" {c}=0 " in f" {line} " for c in ("changed", "failed", "rescued")), f"{host}: {line}"
 
 
-def test_a_model_change_restarts_the_instances():
-    """It changes the fleet: removing a model in the models stage restarts site-small's instance
-    in the service stage, a later play (handlers do not cross plays; sdfleet_models_changed carries it)."""
-    small = testinfra.get_host("docker://site-small")
+def test_a_model_change_restarts_the_instances_batch_by_batch():
+    """It changes the fleet: removing a model in the models stage restarts the instances in the service stage, a
+    later play (handlers do not cross plays; sdfleet_models_changed carries it). With sdfleet_restart_batch=1 the
+    three hosts restart one at a time: each batch's restart, then its health gate, before the next batch restarts."""
+    gpus = {h: testinfra.get_host(f"docker://{h}") for h in INSTANCES}
     vae = "/opt/sd-webui/models/VAE/tiny-vae.safetensors"
-    assert small.file(vae).is_file
-    pid_before = small.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
-    absent = json.dumps({"sdfleet_model_list": [
+    assert all(g.file(vae).is_file for g in gpus.values())
+    main_pid = {h: g.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip() for h, g in gpus.items()}
+    absent = json.dumps({"sdfleet_restart_batch": 1, "sdfleet_model_list": [
         {"name": "tiny-vae", "kind": "vae", "filename": "tiny-vae.safetensors", "state": "absent"}]})
-    out, recap = _run_site("--tags", "models,service", "--limit", "site-small", "-e", absent)
-    assert " failed=0 " in recap["site-small"] and " rescued=0 " in recap["site-small"], out[-4000:]
-    assert not small.file(vae).exists
-    pid_after = small.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
-    assert pid_after not in ("", "0", pid_before), (pid_before, pid_after)
-    assert http(small, "http://127.0.0.1:7860/internal/ping")[0] == 200
+    out, recap = _run_site("--tags", "models,service", "-e", absent)
+    for host, gpu in gpus.items():
+        assert " failed=0 " in recap[host] and " rescued=0 " in recap[host], out[-4000:]
+        assert not gpu.file(vae).exists
+        pid_after = gpu.run("systemctl show --value -p MainPID sd-webui@0").stdout.strip()
+        assert pid_after not in ("", "0", main_pid[host]), (host, main_pid[host], pid_after)
+        assert http(gpu, PING[host])[0] == 200
+    # one batch per host, in order: its restart (changed) and its health gate (ok), nobody else's
+    batches = re.split(r"TASK \[Restart batch (\d) of 3\]", out)[1:]
+    assert [int(n) for n in batches[0::2]] == [1, 2, 3], out[-6000:]
+    seen: list[str] = []
+    for chunk in batches[1::2]:
+        restart = chunk.split("TASK [webui_service : Restart the webui instances under systemd]", 1)[1]
+        restart, _, gate = restart.partition("TASK [webui_service : Wait for /internal/ping on every instance]")
+        restarted = set(re.findall(r"changed: \[(site-[a-z]+)\]", restart))
+        gated = set(re.findall(r"ok: \[(site-[a-z]+)\]", gate.split("TASK [", 1)[0]))
+        assert len(restarted) == 1 and restarted == gated, (restarted, gated, chunk[:3000])
+        seen += restarted
+    assert sorted(seen) == sorted(INSTANCES)
 
 
 def test_a_failed_mirror_does_not_stop_the_fleet():

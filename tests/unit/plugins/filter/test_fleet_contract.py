@@ -423,4 +423,36 @@ def test_filter_module_lists_every_filter():
         "fleet_subrepos": mod.fleet_subrepos,
         "fleet_url_packages": mod.fleet_url_packages,
         "fleet_contract_problems": mod.fleet_contract_problems,
+        "fleet_batches": mod.fleet_batches,
     }
+
+
+# --- fleet_batches: the service stage's rolling restart (sdfleet_restart_batch) --------------------------------
+
+@pytest.mark.parametrize(("batch", "expected"), [
+    (1, [["a"], ["b"], ["c"], ["d"], ["e"]]),
+    (2, [["a", "b"], ["c", "d"], ["e"]]),
+    ("2", [["a", "b"], ["c", "d"], ["e"]]),
+    (9, [["a", "b", "c", "d", "e"]]),
+    ("40%", [["a", "b"], ["c", "d"], ["e"]]),  # 40% of 5 hosts = 2
+    ("10%", [["a"], ["b"], ["c"], ["d"], ["e"]]),  # rounded down, but never below one host
+    ("100%", [["a", "b", "c", "d", "e"]]),
+    (" 50% ", [["a", "b"], ["c", "d"], ["e"]]),
+])
+def test_batches_cut_the_hosts_in_order_like_serial(batch, expected):
+    assert mod.fleet_batches(list("abcde"), batch) == expected
+
+
+def test_batches_of_no_hosts_are_none():
+    assert mod.fleet_batches([], "25%") == []
+
+
+@pytest.mark.parametrize("batch", [0, "0", -1, "0%", "101%", "a quarter", "25 %", 1.5, True, None, ""])
+def test_batches_refuse_what_is_not_a_count_or_a_percentage(batch):
+    with pytest.raises(AnsibleFilterError, match=r"sdfleet_restart_batch = .*not a count of hosts or a percentage\. "
+                                                 r"Fix: a positive whole number"):
+        mod.fleet_batches(["a"], batch)
+
+
+def test_the_default_restart_batch_is_everyone_at_once():
+    assert mod.fleet_batches(list("abc"), DEFAULTS["sdfleet_restart_batch"]) == [["a", "b", "c"]]

@@ -11,7 +11,8 @@ no logic of its own; ``roles/sdfleet/tasks/check.yml`` calls ``fleet_contract_pr
 * ``fleet_mirror_first(sources, mirror_git)``: a repository's sources, the fleet mirror's copy first;
 * ``fleet_subrepos(sources, commits, mirror_git)``: the webui's sub-repositories as ``webui_repo_subrepos``;
 * ``fleet_url_packages(sources, mirror_url)``: the archives pip installs from an URL as ``webui_repo_url_packages``;
-* ``fleet_contract_problems(host_vars, spec_names, published, mapping, effective)``: the inventory names nobody reads.
+* ``fleet_contract_problems(host_vars, spec_names, published, mapping, effective)``: the inventory names nobody reads;
+* ``fleet_batches(hosts, batch)``: hosts in batches of ``batch`` (a count or ``"N%"``, as a play's ``serial``).
 
 Pure functions (``hostvars`` may be plain dicts), unit-tested without Ansible.
 """
@@ -161,6 +162,25 @@ def _read_names(name: str, mapping: Mapping[str, Any], seen: frozenset[str] = fr
     return found
 
 
+def fleet_batches(hosts: Sequence[str], batch: Any) -> list[list[str]]:
+    """``hosts`` in order, cut into batches of ``batch`` hosts: a positive count, or ``"N%"`` of the hosts (rounded
+    down, at least one host), as a play's ``serial`` reads it; ``[]`` for no hosts."""
+    names = [str(h) for h in hosts or []]
+    size = _batch_size(batch, len(names))
+    return [names[i:i + size] for i in range(0, len(names), size)]
+
+
+def _batch_size(batch: Any, count: int) -> int:
+    text = str(batch).strip()
+    match = re.fullmatch(r"(\d+)%", text)
+    if match and 0 < int(match.group(1)) <= 100:
+        return max(1, count * int(match.group(1)) // 100)
+    if not isinstance(batch, bool) and re.fullmatch(r"\d+", text) and int(text) > 0:
+        return int(text)
+    raise AnsibleFilterError(f"sdfleet_restart_batch = {batch!r}: not a count of hosts or a percentage. Fix: a "
+                             "positive whole number (2) or a percentage from 1% to 100% (\"25%\").")
+
+
 def _closest(name: str, candidates: Sequence[str]) -> str:
     match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
     return match[0] if match else ""
@@ -177,4 +197,5 @@ class FilterModule:
             "fleet_subrepos": fleet_subrepos,
             "fleet_url_packages": fleet_url_packages,
             "fleet_contract_problems": fleet_contract_problems,
+            "fleet_batches": fleet_batches,
         }
