@@ -95,7 +95,6 @@ class Goal:
 
     key: str  # its GOALS entry
     value: float | None  # None: not measured (note says why)
-    limit: float | None
     note: str = ""
     problem: str = ""  # set: the goal is not met whatever the value (a resume that failed, a wrong checksum)
 
