@@ -2,7 +2,7 @@
 """Benchmark the fleet layer on demo-like containers (make bench). Not a test: prints figures.
 
 Fresh containers for every first converge (network sdfleet-bench, names sdfleet-bench-*), the demo's
-inventory settings (inventories/demo) with the upstream fixture server as "upstream". Three sections, each
+inventory settings (inventories/demo) with the upstream fixture server as "upstream". Four sections, each
 runnable alone (--only SECTION, --skip SECTION):
 
 converge (the demo fleet: 3 GPU hosts, the fleet mirror, build/fixture):
@@ -17,6 +17,8 @@ mirror (the fleet mirror alone, converged by site.yml; --file-mib, default 1024)
 real (the real webui v1.10.1 from a fleet mirror seeded from the real fixture, build/real-fixture):
   6. the provision-time dependency install (launch.py --exit, timed by ansible.posix.profile_tasks) against a
      bare `pip install` of the same locked files into an empty venv, on the same host, from the same index.
+pipelining (one plain container):
+  7. the same 30 small tasks (stat as root, command as another user) with ANSIBLE_PIPELINING off and on.
 
 The machine the figures ran on comes first; a summary of every goal (figure, goal, met or not) comes last.
 Every ratio comes from runs of this one invocation.
@@ -55,7 +57,7 @@ GPU_HOSTS = ["small", "mid", "dual"]
 SYSTEMD = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt",
            "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
            "--tmpfs", "/run/lock", "--tmpfs", "/tmp", "--cgroupns", "host"]
-SECTIONS = ("converge", "mirror", "real")
+SECTIONS = ("converge", "mirror", "real", "pipelining")
 MIB = 1024 * 1024
 
 # The mirror section: the file's place and URL in the fleet mirror (roles/fleet_mirror's defaults), its clients.
@@ -83,8 +85,9 @@ GOALS: dict[str, tuple[str, float | None]] = {
     "throughput": (f"mirror throughput, {CLIENTS} hosts at once / 1 host", None),
     "resume": ("bytes served for a cut + resumed download / the file", 1.05),
     "real": ("real webui: provision-time install / bare pip install", 1.2),
+    "pipelining": ("30 small tasks on one host, pipelining on / off", None),
 }
-SECTION_GOALS = {"converge": ("first", "noop", "upstream"), "mirror": ("throughput", "resume"), "real": ("real",)}
+SECTION_GOALS = {"converge": ("first", "noop", "upstream"), "mirror": ("throughput", "resume"), "real": ("real",), "pipelining": ("pipelining",)}
 PROFILE_ENV = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_SUMMARY_ONLY": "true",
                "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all", "PROFILE_TASKS_SORT_ORDER": "none"}
 
@@ -561,8 +564,41 @@ def section_real(_: argparse.Namespace) -> list[Goal]:
     return [goal]
 
 
+# The pipelining section's play: small module calls as the converge makes them (as root and as another user).
+PIPELINING_PLAY = """- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.stat: {path: /etc/hostname}
+      loop: "{{ range(20) | list }}"
+    - ansible.builtin.command: "true"
+      changed_when: false
+      become: true
+      become_user: nobody
+      loop: "{{ range(10) | list }}"
+"""
+
+
+def section_pipelining(_: argparse.Namespace) -> list[Goal]:
+    """(7): the same 30 small tasks on one container with ANSIBLE_PIPELINING off and on, alternated, best of 2."""
+    teardown()
+    host = "sdfleet-bench-pipelining"
+    sh("docker", "run", "-d", "--name", host, IMAGE, "sleep", "infinity")
+    inv = pathlib.Path(tempfile.mkdtemp(prefix="sdfleet-bench-inv-"))
+    (inv / "hosts.yml").write_text(f"all:\n  hosts:\n    {host}:\n      ansible_connection: community.docker.docker\n")
+    book = inv / "tasks.yml"
+    book.write_text(PIPELINING_PLAY)
+    took: dict[str, list[float]] = {"false": [], "true": []}
+    for _ in range(2):
+        for mode in took:
+            took[mode].append(play(inv, str(book), env={"ANSIBLE_PIPELINING": mode})[0])
+    off, on = min(took["false"]), min(took["true"])
+    print(f"(7) 30 small tasks, pipelining off / on:  {off:7.1f} s / {on:.1f} s   (on / off = {on / off:.2f}x)")
+    return [Goal("pipelining", ratio(on, off))]
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], list[Goal]]] = {
-    "converge": section_converge, "mirror": section_mirror, "real": section_real}
+    "converge": section_converge, "mirror": section_mirror, "real": section_real,
+    "pipelining": section_pipelining}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -176,10 +176,10 @@ def test_summary_counts_the_goals_met() -> None:
 
 
 @pytest.mark.parametrize(("only", "skip", "sections"), [
-    (None, None, ["converge", "mirror", "real"]),
+    (None, None, ["converge", "mirror", "real", "pipelining"]),
     (["mirror"], None, ["mirror"]),
     (["real", "converge"], None, ["converge", "real"]),
-    (None, ["real"], ["converge", "mirror"]),
+    (None, ["real"], ["converge", "mirror", "pipelining"]),
     (["mirror"], ["mirror"], []),
 ])
 def test_selected_sections(only: list[str] | None, skip: list[str] | None, sections: list[str]) -> None:
