@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from mirror_helpers import MIRROR_DIR
+from script_import import load_script
 
 
 def load(name: str) -> ModuleType:
     """Import a script of molecule/_shared/mirror/ by path."""
-    spec = importlib.util.spec_from_file_location(f"sdfleet_{name}", MIRROR_DIR / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script(MIRROR_DIR / f"{name}.py", f"sdfleet_{name}")
 
 
 builder = load("build_fixture")

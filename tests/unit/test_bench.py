@@ -2,26 +2,16 @@
 machine's description, the goal lines and the section selection. No docker: the captures below are real output."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
-from types import ModuleType
 
 import pytest
+
+from script_import import load_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_script(ROOT / "scripts" / "bench.py", "bench")
 
 # ansible-playbook with the default stdout callback and ansible.posix.profile_tasks (summary only, all tasks,
 # unsorted), as bench.py runs it: the end of a real run.

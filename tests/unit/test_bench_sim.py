@@ -3,26 +3,21 @@ and the Markdown report it rendered lists every host, the failed ones as failed.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import pathlib
 import re
-import sys
 from types import ModuleType
 
 import pytest
+
+from script_import import load_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HOSTS = 20
 
 
 def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_sim", ROOT / "scripts" / "bench_sim.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "bench_sim.py", "bench_sim")
 
 
 @pytest.fixture(scope="module")
