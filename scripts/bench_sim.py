@@ -330,7 +330,8 @@ def host_facts(spec: HostSpec, gpu: Mapping[str, Any], insts: Sequence[Mapping[s
     if failure and failure["stage"] == "gpu":
         return dict(facts, sdfleet_failure=failure)
     facts.update({
-        "__sdfleet_mirror_serving": spec.mirror_serving, "sdfleet_webui": _webui_fact(spec),
+        "__sdfleet_mirrors_up": [f"http://{MIRROR}:8080"] if spec.mirror_serving else [],
+        "__sdfleet_mirrors_missed": [] if spec.mirror_serving else [MIRROR], "sdfleet_webui": _webui_fact(spec),
         "sdfleet_models": _models_fact(spec), "sdfleet_instances": list(insts), "sdfleet_public_urls": [],
         "sdfleet_health": {i["index"]: ("no answer" if failure else ("HTTP 502" if spec.name.endswith("13") and
                                                                      i["index"] == 0 else "healthy"))

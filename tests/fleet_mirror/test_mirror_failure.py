@@ -29,7 +29,9 @@ AFTER = """
       ansible.builtin.copy:
         content: "{{ {'pip': webui_repo_pip_index_url, 'cuda': webui_repo_torch_index_url_cuda,
                       'cpu': webui_repo_torch_index_url_cpu, 'service': webui_service_index_url,
-                      'serving': __sdfleet_mirror_serving | default('undefined')} | to_json }}"
+                      'up': __sdfleet_mirrors_up | default('undefined'),
+                      'missed': __sdfleet_mirrors_missed | default('undefined'),
+                      'models': webui_models_cache_mode, 'model_mirrors': webui_models_mirror_urls} | to_json }}"
         dest: "{{ out_dir }}/gpu.json"
         mode: "0644"
 """
@@ -74,7 +76,9 @@ def test_a_failed_mirror_does_not_stop_the_gpu_hosts(tmp_path, case, mirror_vars
     assert gpu, f"the play after the mirror never ran ({case}):\n{text[-4000:]}"
     assert proc.returncode == 0, text[-4000:]
     assert gpu == {"pip": "http://pypi.lan/simple/", "cuda": "http://torch.lan/cu121/", "cpu": "http://torch.lan/cpu/",
-                   "service": "http://pypi.lan/simple/", "serving": False}, text[-4000:]
+                   "service": "http://pypi.lan/simple/", "up": [], "missed": ["cache-1"],
+                   # with a mirror in the fleet the controller never pushes models: each host downloads them
+                   "models": "mirror", "model_mirrors": []}, text[-4000:]
     assert "| cache-1 | failed |" in text, text[:3000]
     assert "The fleet mirror cache-1 failed in the mirror stage" in text, text[:3000]
     assert "the GPU hosts gpu-1 used their other sources" in text, text[:3000]

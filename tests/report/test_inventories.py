@@ -47,7 +47,7 @@ def test_no_inventory_carries_the_contract() -> None:
 
 def test_every_fleet_name_the_mapping_reads_has_a_spec() -> None:
     options, mapping, mapping_text = _contract()
-    # sdfleet_mirror: a group name; sdfleet_* names the map itself sets (sdfleet_mirror_url) are outputs.
+    # sdfleet_mirror: a group name; sdfleet_* names the map itself sets (sdfleet_mirror_urls) are outputs.
     text = " ".join(str(v) for k, v in mapping.items() if k != "__sdfleet_published_facts")
     read = set(re.findall(r"\bsdfleet_[a-z_]+", text)) - set(mapping) - {"sdfleet_mirror"}
     assert read, "the mapping reads no sdfleet_* names"
@@ -90,8 +90,8 @@ def test_every_published_sdfleet_fact_is_listed() -> None:
         facts |= {n for n in _set_facts(_load(path)) if n.startswith("sdfleet_")}
     assert {"sdfleet_gpu", "sdfleet_failure"} <= facts, "the set_fact scan is broken"
     assert sorted(facts - published) == [], "publish these in __sdfleet_published_facts"
-    # sdfleet_mirror_url: the map's output, not a fact
-    assert sorted(published - facts - {"sdfleet_mirror_url"}) == []
+    # sdfleet_mirror_urls: the map's output, not a fact
+    assert sorted(published - facts - {"sdfleet_mirror_urls"}) == []
     # sdfleet_front_door: the front door's published record replaces the input of the same name (documented)
     assert sorted(published & set(options)) == ["sdfleet_front_door"]
 
@@ -106,7 +106,7 @@ def test_mapping_sets_only_role_or_internal_names() -> None:
     roles = {p.name for p in (ROOT / "roles").iterdir() if p.is_dir()}
     _, mapping, _ = _contract()
     for key in mapping:
-        assert key.startswith("__sdfleet_") or key == "sdfleet_mirror_url" or \
+        assert key.startswith("__sdfleet_") or key == "sdfleet_mirror_urls" or \
             any(key.startswith(r + "_") for r in roles - {"sdfleet"}), key
 
 

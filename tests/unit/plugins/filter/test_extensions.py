@@ -158,6 +158,10 @@ def test_the_mirror_copy_comes_first_and_defaults_are_filled_in():
     # Without a mirror the sources stay as given; the output is valid input again (the role re-checks it).
     assert mod.webui_extensions_mirror_first([DP], [])[0]["sources"] == DP["sources"]
     assert mod.webui_extensions_problems(out) == []
+    # Several mirrors serving the host: each one's copy in turn, then the entry's own sources.
+    two = mod.webui_extensions_mirror_first([DP], ["http://m-a:8080/git/", "http://m-b:8080/git"])[0]["sources"]
+    assert two == ["http://m-a:8080/git/extensions/sd-dynamic-prompts.git",
+                   "http://m-b:8080/git/extensions/sd-dynamic-prompts.git", DP["sources"][0]]
 
 
 def test_the_plan_gives_each_entry_its_index_and_checkout_dir():

@@ -1,4 +1,4 @@
-"""Unit tests for the fleet contract's rules (plugins/filter/fleet_contract.py): the fleet mirror's URL, the
+"""Unit tests for the fleet contract's rules (plugins/filter/fleet_contract.py): the fleet mirrors' order, the
 endpoints each host fetches from, the mirror-first sources, and the inventory names the contract refuses.
 
 The expected values are those the inventories' old Jinja map (``10_sdfleet_map.yml``) gave for the same input.
@@ -30,130 +30,181 @@ CUDA = "https://download.pytorch.org/whl/{build}"
 CPU = "https://download.pytorch.org/whl/cpu"
 
 
-def endpoints(mirror_url: str, serving=True, **kwargs) -> dict:
+def endpoints(mirror_urls, up=True, **kwargs) -> dict:
     args = {"pip_index_url": "https://pypi.lan/simple/", "pip_trusted_hosts": ["pypi.lan"],
             "torch_index_url_cuda": CUDA, "torch_index_url_cpu": CPU, "models_cache_mode": "controller",
             "no_proxy": ""}
     args.update(kwargs)
-    return mod.fleet_endpoints(mirror_url, serving, **args)
+    return mod.fleet_endpoints(mirror_urls, up, **args)
 
 
-# --- fleet_mirror_url ----------------------------------------------------------------------------------
+# --- fleet_mirrors -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("hosts", [None, []])
-def test_no_mirror_host_no_url(hosts):
-    assert mod.fleet_mirror_url(hosts, {"mirror.lan": {}}, 8080, True) == ""
+def urls(groups, hostvars=None, port=8080, use_mirror=True, host="") -> list[str]:
+    return [m["url"] for m in mod.fleet_mirrors(groups, hostvars or {}, port, use_mirror, host)]
 
 
-def test_mirror_url_is_the_first_mirror_host_by_its_inventory_name():
+@pytest.mark.parametrize("groups", [{}, {"sdfleet_mirror": []}, {"sdfleet_mirror": None}, None])
+def test_no_mirror_host_no_mirrors(groups):
+    assert mod.fleet_mirrors(groups, {"mirror.lan": {}}, 8080, True, "gpu") == []
+
+
+def test_mirrors_by_their_inventory_names_or_addresses_in_inventory_order():
     hostvars = {"mirror.lan": {}, "other.lan": {"sdfleet_mirror_address": "10.0.0.9"}}
-    assert mod.fleet_mirror_url(["mirror.lan", "other.lan"], hostvars, 8080, True) == MIRROR
+    assert mod.fleet_mirrors({"sdfleet_mirror": ["mirror.lan", "other.lan"]}, hostvars, 8080, True) == [
+        {"name": "mirror.lan", "url": MIRROR}, {"name": "other.lan", "url": "http://10.0.0.9:8080"}]
 
 
 @pytest.mark.parametrize("port", [8081, "8081"])
 def test_mirror_url_carries_the_port(port):
-    assert mod.fleet_mirror_url(["mirror.lan"], {"mirror.lan": {}}, port) == "http://mirror.lan:8081"
+    assert urls({"sdfleet_mirror": ["mirror.lan"]}, port=port) == ["http://mirror.lan:8081"]
 
 
-def test_mirror_url_uses_the_mirror_hosts_address():
-    hostvars = {"mirror.lan": {"sdfleet_mirror_address": "10.0.0.5"}}
-    assert mod.fleet_mirror_url(["mirror.lan"], hostvars, 8080, True) == "http://10.0.0.5:8080"
+def test_a_mirrors_own_port_wins_over_the_fleets():
+    hostvars = {"a": {"sdfleet_mirror_port": 9000}, "b": {}}
+    assert urls({"sdfleet_mirror": ["a", "b"]}, hostvars) == ["http://a:9000", "http://b:8080"]
+
+
+def test_a_port_that_is_not_a_number_is_refused_naming_the_mirror():
+    with pytest.raises(AnsibleFilterError, match="sdfleet_mirror_port of b is 'http'"):
+        mod.fleet_mirrors({"sdfleet_mirror": ["b"]}, {"b": {"sdfleet_mirror_port": "http"}}, 8080)
 
 
 @pytest.mark.parametrize("hostvars", [{"mirror.lan": {"sdfleet_mirror_address": ""}}, {}])
 def test_mirror_url_without_an_address_uses_the_inventory_name(hostvars):
-    assert mod.fleet_mirror_url(["mirror.lan"], hostvars, 8080, True) == MIRROR
+    assert urls({"sdfleet_mirror": ["mirror.lan"]}, hostvars) == [MIRROR]
 
 
 @pytest.mark.parametrize("use_mirror", [False, "false", "False", "no", "0", 0, ""])
-def test_use_mirror_false_gives_no_url(use_mirror):
-    assert mod.fleet_mirror_url(["mirror.lan"], {"mirror.lan": {}}, 8080, use_mirror) == ""
+def test_use_mirror_false_gives_no_mirror(use_mirror):
+    assert urls({"sdfleet_mirror": ["mirror.lan"]}, use_mirror=use_mirror) == []
 
 
 @pytest.mark.parametrize("use_mirror", [True, "true", "yes", "1", 1])
-def test_use_mirror_true_gives_the_url(use_mirror):
-    assert mod.fleet_mirror_url(["mirror.lan"], {"mirror.lan": {}}, 8080, use_mirror) == MIRROR
+def test_use_mirror_true_gives_the_mirror(use_mirror):
+    assert urls({"sdfleet_mirror": ["mirror.lan"]}, use_mirror=use_mirror) == [MIRROR]
+
+
+RACKS = {"all": ["m-a", "m-b", "m-c", "gpu-a1", "gpu-b1", "gpu-x"], "ungrouped": [],
+         "sdfleet_mirror": ["m-a", "m-b", "m-c"], "webui_hosts": ["gpu-a1", "gpu-b1", "gpu-x"],
+         "rack_a": ["gpu-a1", "m-a"], "rack_b": ["m-b", "gpu-b1"], "site_west": ["gpu-b1", "m-c", "m-b"]}
+
+
+@pytest.mark.parametrize("host,order", [
+    ("gpu-a1", ["m-a", "m-b", "m-c"]),  # its rack's mirror first, then the others in inventory order
+    ("gpu-b1", ["m-b", "m-c", "m-a"]),  # rack_b and site_west: both of its groups' mirrors, in inventory order
+    ("gpu-x", ["m-a", "m-b", "m-c"]),   # no group of its own: inventory order
+    ("", ["m-a", "m-b", "m-c"]),
+])
+def test_each_host_tries_its_own_groups_mirrors_first(host, order):
+    """webui_hosts, sdfleet_mirror, all and ungrouped say nothing about where a host stands: every GPU host and
+    every mirror is in them, so they would put every mirror first."""
+    assert [m["name"] for m in mod.fleet_mirrors(RACKS, {}, 8080, True, host)] == order
 
 
 # --- fleet_endpoints ------------------------------------------------------------------------------------
 
+OTHER = "http://other.lan:8080"
+
+
 def test_endpoints_of_a_serving_mirror():
-    assert endpoints(MIRROR, True) == {
+    assert endpoints([MIRROR], True) == {
+        "mirrors": [MIRROR],
         "mirror_git": [f"{MIRROR}/git/"],
-        "mirror_host": "mirror.lan",
         "pip_index_url": f"{MIRROR}/simple/",
         "pip_trusted_hosts": ["pypi.lan", "mirror.lan"],
         "torch_index_url_cuda": f"{MIRROR}/torch/{{build}}/",
         "torch_index_url_cpu": f"{MIRROR}/torch/cpu/",
         "models_cache_mode": "mirror",
-        "models_mirror_url": f"{MIRROR}/files",
+        "models_mirror_urls": [f"{MIRROR}/files"],
         "no_proxy": "mirror.lan",
     }
+
+
+def test_one_mirror_as_a_string_is_a_list_of_it():
+    assert endpoints(MIRROR, True) == endpoints([MIRROR], True)
 
 
 def test_cuda_index_keeps_the_build_placeholder():
-    assert endpoints(MIRROR)["torch_index_url_cuda"] == "http://mirror.lan:8080/torch/{build}/"
+    assert endpoints([MIRROR])["torch_index_url_cuda"] == "http://mirror.lan:8080/torch/{build}/"
 
 
-@pytest.mark.parametrize("serving", [False, "false", 0, None])
-def test_endpoints_of_a_mirror_that_does_not_serve(serving):
-    """The indexes and the model source fall back to the inventory's own; git, the mirror host, the trusted
-    hosts and no_proxy still follow the mirror (the old map's __sdfleet_mirror_git and __sdfleet_mirror_host)."""
-    assert endpoints(MIRROR, serving) == {
-        "mirror_git": [f"{MIRROR}/git/"],
-        "mirror_host": "mirror.lan",
+@pytest.mark.parametrize("up", [False, "false", 0, None, []])
+def test_endpoints_of_a_mirror_that_does_not_serve(up):
+    """The indexes fall back to the inventory's own and git to upstream; the models come from upstream, each host
+    downloading (never pushed from the controller to a fleet with a mirror); no_proxy still holds the mirror."""
+    assert endpoints([MIRROR], up) == {
+        "mirrors": [],
+        "mirror_git": [],
         "pip_index_url": "https://pypi.lan/simple/",
-        "pip_trusted_hosts": ["pypi.lan", "mirror.lan"],
+        "pip_trusted_hosts": ["pypi.lan"],
         "torch_index_url_cuda": CUDA,
         "torch_index_url_cpu": CPU,
-        "models_cache_mode": "controller",
-        "models_mirror_url": "",
+        "models_cache_mode": "mirror",
+        "models_mirror_urls": [],
         "no_proxy": "mirror.lan",
     }
 
 
-@pytest.mark.parametrize("serving", [True, False])
-def test_endpoints_without_a_mirror(serving):
-    assert endpoints("", serving, models_cache_mode="none") == {
+def test_the_first_mirror_up_gives_the_indexes_and_every_mirror_up_serves_git_and_models():
+    got = endpoints([MIRROR, OTHER, "http://third.lan:8080"], [OTHER, "http://third.lan:8080"])
+    assert got["mirrors"] == [OTHER, "http://third.lan:8080"]
+    assert got["pip_index_url"] == f"{OTHER}/simple/" and got["torch_index_url_cpu"] == f"{OTHER}/torch/cpu/"
+    assert got["pip_trusted_hosts"] == ["pypi.lan", "other.lan"]
+    assert got["mirror_git"] == [f"{OTHER}/git/", "http://third.lan:8080/git/"]
+    assert got["models_mirror_urls"] == [f"{OTHER}/files", "http://third.lan:8080/files"]
+    assert got["no_proxy"] == "mirror.lan,other.lan,third.lan"
+
+
+def test_the_hosts_order_wins_over_the_order_the_answers_came_in():
+    assert endpoints([MIRROR, OTHER], [OTHER + "/", MIRROR])["mirrors"] == [MIRROR, OTHER]
+
+
+def test_an_answer_from_a_url_the_host_does_not_use_is_ignored():
+    assert endpoints([MIRROR], ["http://stranger:1"])["mirrors"] == []
+
+
+@pytest.mark.parametrize("up", [True, False, []])
+def test_endpoints_without_a_mirror(up):
+    assert endpoints([], up, models_cache_mode="none") == {
+        "mirrors": [],
         "mirror_git": [],
-        "mirror_host": "",
         "pip_index_url": "https://pypi.lan/simple/",
         "pip_trusted_hosts": ["pypi.lan"],
         "torch_index_url_cuda": CUDA,
         "torch_index_url_cpu": CPU,
         "models_cache_mode": "none",
-        "models_mirror_url": "",
+        "models_mirror_urls": [],
         "no_proxy": "",
     }
 
 
 def test_endpoints_without_a_mirror_keep_pips_default():
-    got = mod.fleet_endpoints("", True, "", [], CUDA, CPU, "controller", "")
-    assert got["pip_index_url"] == ""
+    got = mod.fleet_endpoints([], True, "", [], CUDA, CPU, "controller", "")
+    assert got["pip_index_url"] == "" and got["models_cache_mode"] == "controller"
     assert got["pip_trusted_hosts"] == []
 
 
-def test_mirror_host_is_the_urls_hostname():
-    got = endpoints("http://10.0.0.5:8080")
-    assert got["mirror_host"] == "10.0.0.5"
+def test_the_trusted_host_is_the_index_urls_hostname():
+    got = endpoints(["http://10.0.0.5:8080"])
     assert got["pip_trusted_hosts"] == ["pypi.lan", "10.0.0.5"]
     assert got["mirror_git"] == ["http://10.0.0.5:8080/git/"]
 
 
-@pytest.mark.parametrize("mirror_url,no_proxy,expected", [
-    (MIRROR, "", "mirror.lan"),
-    (MIRROR, "localhost,.corp", "localhost,.corp,mirror.lan"),
-    ("", "localhost,.corp", "localhost,.corp"),
-    ("", "", ""),
+@pytest.mark.parametrize("mirror_urls,no_proxy,expected", [
+    ([MIRROR], "", "mirror.lan"),
+    ([MIRROR], "localhost,.corp", "localhost,.corp,mirror.lan"),
+    ([], "localhost,.corp", "localhost,.corp"),
+    ([], "", ""),
 ])
-def test_no_proxy_joins_the_inventorys_with_the_mirror_host(mirror_url, no_proxy, expected):
-    assert endpoints(mirror_url, True, no_proxy=no_proxy)["no_proxy"] == expected
-    assert endpoints(mirror_url, False, no_proxy=no_proxy)["no_proxy"] == expected
+def test_no_proxy_joins_the_inventorys_with_the_mirror_host(mirror_urls, no_proxy, expected):
+    assert endpoints(mirror_urls, True, no_proxy=no_proxy)["no_proxy"] == expected
+    assert endpoints(mirror_urls, False, no_proxy=no_proxy)["no_proxy"] == expected
 
 
 def test_trusted_hosts_are_not_changed_in_place():
     trusted = ["pypi.lan"]
-    endpoints(MIRROR, pip_trusted_hosts=trusted)
+    endpoints([MIRROR], pip_trusted_hosts=trusted)
     assert trusted == ["pypi.lan"]
 
 
@@ -257,9 +308,15 @@ def test_url_packages_use_only_the_first_urls_path_without_its_query():
         {"env": "CLIP_PACKAGE", "sources": [f"{MIRROR}/one/c.zip"] + sources["CLIP_PACKAGE"]}]
 
 
-@pytest.mark.parametrize("mirror_url", ["", None])
-def test_url_packages_without_a_mirror_are_the_sources(mirror_url):
-    assert mod.fleet_url_packages(PACKAGES, mirror_url) == [
+def test_url_packages_try_each_mirror_up_in_turn():
+    got = mod.fleet_url_packages({"CLIP_PACKAGE": PACKAGES["CLIP_PACKAGE"]}, [MIRROR, "http://other.lan:8080/"])
+    path = "/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip"
+    assert got[0]["sources"] == [MIRROR + path, "http://other.lan:8080" + path] + PACKAGES["CLIP_PACKAGE"]
+
+
+@pytest.mark.parametrize("mirror_urls", ["", None, []])
+def test_url_packages_without_a_mirror_are_the_sources(mirror_urls):
+    assert mod.fleet_url_packages(PACKAGES, mirror_urls) == [
         {"env": env, "sources": urls} for env, urls in PACKAGES.items()]
 
 
@@ -315,7 +372,7 @@ def test_published_fact_names_are_not_refused(name):
 
 
 def test_published_facts_are_in_the_map():
-    assert "sdfleet_mirror_url" in PUBLISHED and "sdfleet_failure" in PUBLISHED
+    assert "sdfleet_mirror_urls" in PUBLISHED and "sdfleet_failure" in PUBLISHED
 
 
 def test_map_owned_role_variable_with_another_value_is_refused():
@@ -341,11 +398,11 @@ def test_refusal_of_a_variable_set_from_private_names_only():
 
 
 def test_mapped_sdfleet_name_set_in_the_inventory_is_refused():
-    got = problems({"sdfleet_mirror_url": "http://elsewhere:1"}, {"sdfleet_mirror_url": MIRROR})
+    got = problems({"sdfleet_mirror_urls": "http://elsewhere:1"}, {"sdfleet_mirror_urls": MIRROR})
     assert len(got) == 1, got
-    assert got[0].startswith("sdfleet_mirror_url: set by the fleet contract from ")
+    assert got[0].startswith("sdfleet_mirror_urls: set by the fleet contract from ")
     assert "sdfleet_mirror_port" in got[0] and "sdfleet_use_mirror" in got[0]
-    assert "from sdfleet_mirror_url" not in got[0]
+    assert "from sdfleet_mirror_urls" not in got[0]
 
 
 def test_refusal_does_not_name_the_refused_variable_itself():
@@ -367,9 +424,9 @@ def test_names_not_in_effective_are_ignored(effective):
 
 
 def test_private_names_are_ignored():
-    host_vars = {"__sdfleet_models_dir": "/srv/m", "__sdfleet_endpoints": {}, "__sdfleet_mirror_serving": False}
+    host_vars = {"__sdfleet_models_dir": "/srv/m", "__sdfleet_endpoints": {}, "__sdfleet_mirrors_up": []}
     effective = {"__sdfleet_models_dir": "/opt/sd-webui/models", "__sdfleet_endpoints": {"mirror_git": []},
-                 "__sdfleet_mirror_serving": True}
+                 "__sdfleet_mirrors_up": [MIRROR]}
     assert problems(host_vars, effective) == []
 
 
@@ -401,7 +458,7 @@ def test_the_map_calls_existing_fleet_filters():
     filters = mod.FilterModule().filters()
     called = {name for text in _strings(MAP) for name in re.findall(r"sdfleet\.toolkit\.(fleet_[a-z0-9_]+)", text)}
     assert called, "the map calls no sdfleet.toolkit.fleet_* filter"
-    assert {"fleet_mirror_url", "fleet_endpoints", "fleet_mirror_first", "fleet_subrepos",
+    assert {"fleet_mirrors", "fleet_endpoints", "fleet_mirror_first", "fleet_subrepos",
             "fleet_url_packages"} <= called
     assert not called - set(filters), f"the map calls filters that fleet_contract.py does not define: {called - set(filters)}"
     check = (ROLE / "tasks" / "check.yml").read_text(encoding="utf-8")
@@ -417,7 +474,7 @@ def test_the_map_reads_every_endpoint_the_filter_gives():
 
 def test_filter_module_lists_every_filter():
     assert mod.FilterModule().filters() == {
-        "fleet_mirror_url": mod.fleet_mirror_url,
+        "fleet_mirrors": mod.fleet_mirrors,
         "fleet_endpoints": mod.fleet_endpoints,
         "fleet_mirror_first": mod.fleet_mirror_first,
         "fleet_subrepos": mod.fleet_subrepos,

@@ -18,7 +18,7 @@ OK = {"sdfleet_gpu": {"state": "ok", "driver_version": "550.54", "tier": "full",
                         "extensions": [{"name": "sd-dynamic-prompts", "version": "v2.9.1", "state": "disabled",
                                         "commit": "fed8bd6d771bf7bad55817ddd0e06215338e9ddf"},
                                        {"name": "old", "version": "v1", "state": "absent", "commit": ""}, "junk"]},
-      "__sdfleet_mirror_serving": False}
+      "__sdfleet_mirrors_up": [], "__sdfleet_mirrors_missed": ["mirror"]}
 FAILED = {"sdfleet_failure": {"stage": "gpu", "message": " no driver \n", "remediation": " install it "},
           "sdfleet_instances": []}
 
@@ -64,7 +64,8 @@ def test_credentials_are_redacted_everywhere():
 
 def test_mirror_notes_name_the_hosts_that_used_their_other_sources():
     serving = {"sdfleet_mirror": {"git": ["w.git", "k.git"], "models": []}}
-    mirror = data({"ok": OK, "other": dict(OK, __sdfleet_mirror_serving=True)}, serving)["mirrors"][0]
+    mirror = data({"ok": OK, "other": dict(OK, __sdfleet_mirrors_up=["http://mirror:8080"], __sdfleet_mirrors_missed=[])},
+                  serving)["mirrors"][0]
     assert mirror["status"] == "ok" and mirror["git"] == "w.git, k.git" and mirror["models"] == "-"
     assert mirror["note"].startswith("The GPU hosts ok could not reach the fleet mirror mirror")
     failed = data({"ok": OK}, {"sdfleet_failure": {"stage": "mirror", "message": "word " * 200 + "\nend",
@@ -74,3 +75,16 @@ def test_mirror_notes_name_the_hosts_that_used_their_other_sources():
     assert len(cut) <= 400 and cut.endswith("...")
     assert failed["note"].endswith("each model's own URL. free space")
     assert data({}, {})["mirrors"][0]["note"].startswith("The fleet mirror mirror was not reached: the GPU hosts used")
+
+
+def test_each_mirrors_note_names_the_hosts_that_missed_that_mirror():
+    """With several mirrors, a host that missed its rack's mirror and used another is named under that one only."""
+    hostvars = {"a1": dict(OK, __sdfleet_mirrors_up=["http://m-b:8080"], __sdfleet_mirrors_missed=["m-a"]),
+                "b1": dict(OK, __sdfleet_mirrors_up=["http://m-b:8080"], __sdfleet_mirrors_missed=[]),
+                "m-a": {"sdfleet_mirror": {"git": ["w.git"], "models": []}},
+                "m-b": {"sdfleet_mirror": {"git": ["w.git"], "models": []}}}
+    got = {m["name"]: m for m in fleet_report_data(hostvars, {"webui_hosts": ["a1", "b1"],
+                                                              "sdfleet_mirror": ["m-a", "m-b"]})["mirrors"]}
+    assert got["m-a"]["note"].startswith("The GPU hosts a1 could not reach the fleet mirror m-a and used their "
+                                         "other sources: another fleet mirror where one served them")
+    assert got["m-b"]["note"] == "" and got["m-b"]["status"] == "ok"

@@ -248,6 +248,11 @@ def test_plan_keys_and_cache_modes():
     assert mirror["urls"] == [f"http://mirror.lan/files/sha256/{'c' * 64}", URL] and not mirror["via_controller"]
     (fallback,) = model_plan([item], "/m", "/e", "mirror", "")
     assert fallback["urls"] == [URL]
+    # several mirrors: each one's copy in turn, then upstream; none up (an empty list) is upstream alone
+    (two,) = model_plan([item], "/m", "/e", "mirror", ["http://m-a/files", "http://m-b/files/"])
+    assert two["urls"] == [f"http://m-a/files/sha256/{'c' * 64}", f"http://m-b/files/sha256/{'c' * 64}", URL]
+    assert model_urls(two, [item]) == two["urls"]
+    assert model_plan([item], "/m", "/e", "mirror", [])[0]["urls"] == [URL]
     (unverified,) = model_plan([{"name": "u", "kind": "vae", "url": URL}], "/m", "/e", "mirror", "http://m/files")
     assert unverified["sha256"] is None and unverified["key"].startswith("unverified-")
     assert unverified["urls"] == [URL]  # the mirror cannot hold a file it could not verify

@@ -150,18 +150,16 @@ def _checked(extensions: Any) -> list[Mapping[str, Any]]:
 
 
 def webui_extensions_mirror_first(extensions: Any, mirror_git: Any = "") -> list[dict[str, Any]]:
-    """The entries as given (defaults filled in), each one's ``sources`` led by the fleet mirror's copy,
-    ``<mirror_git>extensions/<name>.git``, when ``mirror_git`` (the mirror's git base URL, or a list holding it, or
-    empty without a mirror) is set. What the inventory map hands to webui_repo."""
-    if isinstance(mirror_git, (list, tuple)):
-        mirror_git = mirror_git[0] if mirror_git else ""
-    base = str(mirror_git or "")
+    """The entries as given (defaults filled in), each one's ``sources`` led by the fleet mirrors' copies,
+    ``<mirror_git>extensions/<name>.git`` for each of ``mirror_git`` (the git base URLs of the mirrors that serve
+    this host, in order: a list, one string, or empty without a mirror). What the inventory map hands to
+    webui_repo."""
+    bases = [str(b) for b in ([mirror_git] if isinstance(mirror_git, str) else mirror_git or []) if b]
     out = []
     for entry in _checked(extensions):
         name = entry["name"]
-        sources = [s.strip() for s in entry["sources"]]
-        if base:
-            sources = [f"{base.rstrip('/')}/{MIRROR_SUBDIR}/{name}.git"] + sources
+        sources = [f"{base.rstrip('/')}/{MIRROR_SUBDIR}/{name}.git" for base in bases] + \
+            [s.strip() for s in entry["sources"]]
         out.append({"name": name, "sources": sources, "version": entry["version"].strip(),
                     "state": entry.get("state", "present")})
     return out

@@ -5,12 +5,13 @@ which inventory names the contract knows.
 ``roles/sdfleet/vars/main.yml`` (the map of ``sdfleet_*`` names onto role variables) calls these filters and holds
 no logic of its own; ``roles/sdfleet/tasks/check.yml`` calls ``fleet_contract_problems``.
 
-* ``fleet_mirror_url(mirror_hosts, hostvars, port, use_mirror)``: the fleet mirror's base URL, ``""`` without one;
-* ``fleet_endpoints(mirror_url, serving, ...)``: the pip and torch indexes, trusted hosts, no_proxy and model
-  source each host uses, the mirror's while it serves, the inventory's own otherwise;
+* ``fleet_mirrors(groups, hostvars, port, use_mirror, host)``: the fleet mirrors in the order a host tries them
+  (its own site's or rack's first), ``[]`` without one;
+* ``fleet_endpoints(mirror_urls, up, ...)``: the pip and torch indexes, trusted hosts, no_proxy and model sources
+  each host uses, the first serving mirror's, the inventory's own when none serves;
 * ``fleet_mirror_first(sources, mirror_git)``: a repository's sources, the fleet mirror's copy first;
 * ``fleet_subrepos(sources, commits, mirror_git)``: the webui's sub-repositories as ``webui_repo_subrepos``;
-* ``fleet_url_packages(sources, mirror_url)``: the archives pip installs from an URL as ``webui_repo_url_packages``;
+* ``fleet_url_packages(sources, mirror_urls)``: the archives pip installs from an URL as ``webui_repo_url_packages``;
 * ``fleet_contract_problems(host_vars, spec_names, published, mapping, effective)``: the inventory names nobody reads;
 * ``fleet_batches(hosts, batch)``: hosts in batches of ``batch`` (a count or ``"N%"``, as a play's ``serial``).
 
@@ -44,39 +45,75 @@ def _first_sources(sources: Any, what: str) -> list[str]:
     return [str(s) for s in sources]
 
 
-def fleet_mirror_url(mirror_hosts: Sequence[str] | None, hostvars: Mapping[str, Any], port: Any,
-                     use_mirror: Any = True) -> str:
-    """``http://<address>:<port>`` of the first host of group ``sdfleet_mirror`` (its host var
-    ``sdfleet_mirror_address``, else its inventory name); ``""`` when there is none or ``use_mirror`` is false."""
-    hosts = list(mirror_hosts or [])
-    if not hosts or not boolean(use_mirror, strict=False):
-        return ""
-    mirror = hosts[0]
-    own = hostvars.get(mirror) if hasattr(hostvars, "get") else None
-    address = (own.get("sdfleet_mirror_address") if hasattr(own, "get") else "") or mirror
-    return f"http://{address}:{int(port)}"
+# Groups every fleet has: they say nothing about the site or rack a host stands in.
+_FLEET_GROUPS = frozenset({"all", "ungrouped", "webui_hosts", "sdfleet_mirror"})
 
 
-def fleet_endpoints(mirror_url: str, serving: Any = True, pip_index_url: str = "",
+def _host_var(hostvars: Mapping[str, Any], host: str, name: str) -> Any:
+    own = hostvars.get(host) if hasattr(hostvars, "get") else None
+    return own.get(name) if hasattr(own, "get") else None
+
+
+def fleet_mirrors(groups: Mapping[str, Sequence[str]] | None, hostvars: Mapping[str, Any], port: Any,
+                  use_mirror: Any = True, host: str = "") -> list[dict[str, str]]:
+    """``[{name, url}]``, one per host of group ``sdfleet_mirror``, in the order ``host`` tries them: the mirrors
+    that share an inventory group with it (its site's or rack's) first, then the others, each part in inventory
+    order. ``url`` is ``http://<address>:<port>``: the mirror's host vars ``sdfleet_mirror_address`` (else its
+    inventory name) and ``sdfleet_mirror_port`` (else ``port``). ``[]`` without a mirror or when ``use_mirror`` is
+    false."""
+    groups = groups if isinstance(groups, Mapping) else {}
+    mirrors = [str(m) for m in groups.get("sdfleet_mirror") or []]
+    if not mirrors or not boolean(use_mirror, strict=False):
+        return []
+    own = {g for g, members in groups.items() if g not in _FLEET_GROUPS and host in (members or [])}
+    near = [m for m in mirrors if any(m in (groups.get(g) or []) for g in own)]
+    out = []
+    for mirror in near + [m for m in mirrors if m not in near]:
+        address = _host_var(hostvars, mirror, "sdfleet_mirror_address") or mirror
+        mirror_port = _host_var(hostvars, mirror, "sdfleet_mirror_port") or port
+        try:
+            url = f"http://{address}:{int(mirror_port)}"
+        except (TypeError, ValueError):
+            raise AnsibleFilterError(f"sdfleet_mirror_port of {mirror} is {mirror_port!r}: not a port number. "
+                                     "Fix: a whole number from 1 to 65535.") from None
+        out.append({"name": mirror, "url": url})
+    return out
+
+
+def _urls(value: Any) -> list[str]:
+    """A list of base URLs from a list, one string, or nothing; without trailing ``/``."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [str(u).rstrip("/") for u in items if u]
+
+
+def fleet_endpoints(mirror_urls: Sequence[str] | str, up: Any = True, pip_index_url: str = "",
                     pip_trusted_hosts: Sequence[str] | None = None, torch_index_url_cuda: str = "",
                     torch_index_url_cpu: str = "", models_cache_mode: str = "controller",
                     no_proxy: str = "") -> dict[str, Any]:
-    """What a GPU host fetches from. ``mirror_git`` and ``mirror_host`` follow the mirror's existence (git falls back
-    per repository by itself); the indexes and the model source follow ``serving`` as well (pip has one index per
-    run, so a mirror that failed or does not answer the host gives way to the inventory's own)."""
-    mirror_url = str(mirror_url or "").rstrip("/")
-    host = (urlsplit(mirror_url).hostname or "") if mirror_url else ""
-    index = mirror_url if mirror_url and boolean(serving, strict=False) else ""
+    """What a GPU host fetches from. ``mirror_urls`` are its mirrors in the order it tries them (``fleet_mirrors``);
+    ``up`` the ones that serve it (``playbooks/mirror.yml`` asks each): ``True`` for all (a run without that play),
+    false or ``[]`` for none. pip has one index per run: the first mirror up gives the indexes; git and the model
+    files try every mirror up in turn, then upstream. With a mirror in the fleet the models come from the mirrors
+    or upstream, never pushed from the controller; without one, the inventory's own settings hold."""
+    mirrors = _urls(mirror_urls)
+    if up is True or (isinstance(up, str) and boolean(up, strict=False)):
+        live = mirrors
+    else:
+        wanted = set(_urls(up)) if isinstance(up, (list, tuple)) else set()
+        live = [u for u in mirrors if u in wanted]
+    index = live[0] if live else ""
+    index_host = urlsplit(index).hostname or "" if index else ""
+    hosts = list(dict.fromkeys(urlsplit(u).hostname or "" for u in mirrors))
     return {
-        "mirror_git": [f"{mirror_url}/git/"] if mirror_url else [],
-        "mirror_host": host,
+        "mirrors": live,
+        "mirror_git": [f"{u}/git/" for u in live],
         "pip_index_url": f"{index}/simple/" if index else str(pip_index_url or ""),
-        "pip_trusted_hosts": [str(h) for h in (pip_trusted_hosts or [])] + ([host] if host else []),
+        "pip_trusted_hosts": [str(h) for h in (pip_trusted_hosts or [])] + ([index_host] if index_host else []),
         "torch_index_url_cuda": f"{index}/torch/{{build}}/" if index else str(torch_index_url_cuda or ""),
         "torch_index_url_cpu": f"{index}/torch/cpu/" if index else str(torch_index_url_cpu or ""),
-        "models_cache_mode": "mirror" if index else str(models_cache_mode),
-        "models_mirror_url": f"{index}/files" if index else "",
-        "no_proxy": ",".join(([str(no_proxy)] if no_proxy else []) + ([host] if host else [])),
+        "models_cache_mode": "mirror" if mirrors else str(models_cache_mode),
+        "models_mirror_urls": [f"{u}/files" for u in live],
+        "no_proxy": ",".join(([str(no_proxy)] if no_proxy else []) + [h for h in hosts if h]),
     }
 
 
@@ -104,17 +141,19 @@ def fleet_subrepos(sources: Mapping[str, Sequence[str]], commits: Mapping[str, s
             for env, urls in sources.items()]
 
 
-def fleet_url_packages(sources: Mapping[str, Sequence[str]], mirror_url: str = "") -> list[dict[str, Any]]:
-    """``[{env, sources}]`` per archive of ``sdfleet_webui_package_sources``; the fleet mirror serves each archive at
-    its first URL's path (``/openai/CLIP/archive/<commit>.zip``), so that copy comes first."""
+def fleet_url_packages(sources: Mapping[str, Sequence[str]], mirror_urls: Sequence[str] | str = ()
+                       ) -> list[dict[str, Any]]:
+    """``[{env, sources}]`` per archive of ``sdfleet_webui_package_sources``; a fleet mirror serves each archive at
+    its first URL's path (``/openai/CLIP/archive/<commit>.zip``), so the copies of ``mirror_urls`` (the mirrors
+    that serve this host, in order) come first."""
     if not isinstance(sources, Mapping):
         raise AnsibleFilterError("sdfleet_webui_package_sources must map CLIP_PACKAGE and OPENCLIP_PACKAGE to URLs. "
                                  "Fix: write it as such.")
-    base = str(mirror_url or "").rstrip("/")
+    bases = _urls(mirror_urls)
     out = []
     for env, urls in sources.items():
         urls = _first_sources(urls, f"sdfleet_webui_package_sources.{env}")
-        out.append({"env": env, "sources": ([base + urlsplit(urls[0]).path] if base else []) + urls})
+        out.append({"env": env, "sources": [base + urlsplit(urls[0]).path for base in bases] + urls})
     return out
 
 
@@ -154,7 +193,7 @@ def _read_names(name: str, mapping: Mapping[str, Any], seen: frozenset[str] = fr
     text = _GROUP_REF.sub("", str(mapping.get(name, "")))
     found: set[str] = set()
     for ref in set(_SDFLEET_NAME.findall(text)) - {name} - seen:
-        if ref in mapping:  # a step of the map (private, or an output such as sdfleet_mirror_url)
+        if ref in mapping:  # a step of the map (private, or an output such as sdfleet_mirror_urls)
             if not direct:
                 found |= _read_names(ref, mapping, seen | {name})
         elif not ref.startswith("__"):
@@ -191,7 +230,7 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
-            "fleet_mirror_url": fleet_mirror_url,
+            "fleet_mirrors": fleet_mirrors,
             "fleet_endpoints": fleet_endpoints,
             "fleet_mirror_first": fleet_mirror_first,
             "fleet_subrepos": fleet_subrepos,

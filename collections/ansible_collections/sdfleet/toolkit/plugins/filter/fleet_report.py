@@ -22,8 +22,9 @@ from jinja2.filters import do_truncate
 from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import redact_value
 
 # Where the GPU hosts went when the mirror did not serve them (the mirror notes say so).
-OTHER_SOURCES = ("the next git source of each repository, the inventory's pip and torch indexes "
-                 "(sdfleet_pip_index_url, sdfleet_torch_index_url_cuda/_cpu) and each model's own URL")
+OTHER_SOURCES = ("another fleet mirror where one served them, else the next git source of each repository, the "
+                 "inventory's pip and torch indexes (sdfleet_pip_index_url, sdfleet_torch_index_url_cuda/_cpu) and "
+                 "each model's own URL")
 _NOT_AFTER = re.compile(r"^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)\d\dZ$")
 _ENV = Environment()
 _ABSENT = object()  # "not defined", where a defined falsy value means something else
@@ -154,7 +155,7 @@ def _mirror(name: str, host_vars: Any, fallback: list[str]) -> dict[str, Any]:
 # A host this run reached: the gpu stage marks every host it targets first (a set_fact, which needs no
 # connection, so an unreachable host is marked too); the facts cover a run without that stage.
 _RAN = ("__sdfleet_in_run", "sdfleet_gpu", "sdfleet_failure", "sdfleet_instances", "sdfleet_mirror",
-        "__sdfleet_mirror_serving")
+        "__sdfleet_mirrors_up")
 
 
 def _ran(host_vars: Any) -> bool:
@@ -190,8 +191,9 @@ def fleet_report_data(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence
     # (scripts/bench_sim.py measures it).
     views = {h: hostvars[h] for h in {*gpu_hosts, *mirror_hosts}}
     ran = {h for h in views if _ran(views[h])}
-    serving = {h: _var(views[h], "__sdfleet_mirror_serving", _ABSENT) for h in gpu_hosts if h in ran}
-    fallback = [h for h in gpu_hosts if h in serving and serving[h] is not _ABSENT and not serving[h]]
+    # each mirror's GPU hosts that asked it and got no answer (playbooks/mirror.yml)
+    missed = {h: [str(m) for m in _list(_var(views[h], "__sdfleet_mirrors_missed", []))]
+              for h in gpu_hosts if h in ran}
     fresh: list[dict[str, Any]] = []
 
     def rows(kind: str, names: Sequence[str], build: Any, blank: Any) -> list[dict[str, Any]]:
@@ -206,7 +208,9 @@ def fleet_report_data(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence
         return out
 
     hosts = rows("host", gpu_hosts, _host, _never)
-    mirrors = rows("mirror", mirror_hosts, lambda m, view: _mirror(m, view, fallback), lambda m: _mirror(m, {}, []))
+    mirrors = rows("mirror", mirror_hosts,
+                   lambda m, view: _mirror(m, view, [h for h in gpu_hosts if m in missed.get(h, [])]),
+                   lambda m: _mirror(m, {}, []))
     data = {"hosts": hosts, "mirrors": mirrors, "fresh": fresh}
     return json.loads(json.dumps(redact_value(data), default=str))
 

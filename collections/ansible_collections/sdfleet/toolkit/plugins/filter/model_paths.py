@@ -4,7 +4,7 @@
 - ``model_problems(models, allow_unverified, models_dir, embeddings_dir, partial_dir)``: every problem of the
   list, as messages naming the entry (``sdfleet_model_list[i].key (webui_models_list[i].key)``), the bad value
   (URL credentials masked) and the fix; empty when all is well. The role asserts on it before anything changes.
-- ``model_plan(models, models_dir, embeddings_dir, cache_mode, mirror_url, host)``: one record per item with its
+- ``model_plan(models, models_dir, embeddings_dir, cache_mode, mirror_urls, host)``: one record per item with its
   final path (``dest``), its directory and the models tree it lies in (``tree``), source kind, cache key and the
   URLs to try in order, shown with their credentials masked.
 - ``model_urls(record, models)``: the real URLs of one record (the mirror's copy first, then the entry's URL with
@@ -291,13 +291,15 @@ def _key(item: dict, sha: Optional[str]) -> str:
 
 
 def model_plan(models: Any, models_dir: str, embeddings_dir: str, cache_mode: str = "none",
-               mirror_url: str = "", host: str = "") -> list[dict]:
+               mirror_urls: Any = (), host: str = "") -> list[dict]:
     """One placement record per model of a valid ``models`` list (check it with model_problems first).
 
-    URLs are shown with credentials masked (``url``, ``urls``); ``model_urls`` gives the real ones. A mirror holds
-    model files by sha256 (``<mirror_url>/sha256/<hex>``), so only entries with a sha256 are fetched from it."""
+    URLs are shown with credentials masked (``url``, ``urls``); ``model_urls`` gives the real ones. A fleet mirror
+    holds model files by sha256 (``<mirror>/sha256/<hex>``), so only entries with a sha256 are fetched from the
+    mirrors (``mirror_urls``: their prefixes in the order to try, or one prefix), each in turn."""
     plan = []
-    mirror = (mirror_url or "").rstrip("/")
+    mirrors = [str(u).rstrip("/") for u in ([mirror_urls] if isinstance(mirror_urls, str) else mirror_urls or [])
+               if u]
     models_dir, embeddings_dir = _norm_root(models_dir), _norm_root(embeddings_dir)
     for index, item in enumerate(models or []):
         sha = _sha(item.get("sha256"))
@@ -305,10 +307,8 @@ def model_plan(models: Any, models_dir: str, embeddings_dir: str, cache_mode: st
         directory = _dir(item, models_dir, embeddings_dir)
         sources = _source(item)
         source = sources[0] if sources else "none"
-        mirrored = ""
-        if source == "url" and cache_mode == "mirror" and mirror and sha:
-            mirrored = f"{mirror}/sha256/{sha}"
-        urls = ([redact_url(mirrored)] if mirrored else []) + ([redact_url(item["url"])] if source == "url" else [])
+        mirrored = [f"{m}/sha256/{sha}" for m in mirrors] if source == "url" and cache_mode == "mirror" and sha else []
+        urls = [redact_url(u) for u in mirrored] + ([redact_url(item["url"])] if source == "url" else [])
         plan.append({
             "name": str(item.get("name", filename)),
             "index": index,
@@ -318,7 +318,7 @@ def model_plan(models: Any, models_dir: str, embeddings_dir: str, cache_mode: st
             "source": source,
             "url": redact_url(item["url"]) if item.get("url") else None,
             "urls": urls,
-            "mirror_url": mirrored,
+            "mirror_urls": mirrored,
             "src": item.get("src"),
             "shared_path": item.get("shared_path"),
             "link": bool(item.get("link", False)),
@@ -335,11 +335,11 @@ def model_plan(models: Any, models_dir: str, embeddings_dir: str, cache_mode: st
 
 
 def model_urls(record: dict, *lists: Any) -> list[str]:
-    """The URLs to fetch ``record`` from, in order: its mirror copy, then its entry's own URL (credentials kept:
+    """The URLs to fetch ``record`` from, in order: its mirror copies, then its entry's own URL (credentials kept:
     pass the result only to model_fetch, which masks them). The entry is the record's ``index`` in the first list
     whose entry there has the record's (masked) URL, else any entry with that URL (the controller cache fetches
     a record planned on another host of the play)."""
-    urls = [record["mirror_url"]] if record.get("mirror_url") else []
+    urls = list(record.get("mirror_urls") or [])
     wanted = record.get("url")
     if not wanted:
         return urls
