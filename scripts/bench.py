@@ -8,7 +8,8 @@ runnable alone (--only SECTION, --skip SECTION):
 converge (the demo fleet: 3 GPU hosts, the fleet mirror, build/fixture):
   1. first converge time, 1 GPU host vs 3 GPU hosts (with the fleet mirror);
   2. idempotent re-run time / first converge time, and its changed count (3 hosts); the re-run against
-     `ansible -m setup` on the same hosts, timed right before and right after it;
+     `ansible -m setup` on the same hosts, timed right before and right after it; the same re-run under
+     scripts/with_mitogen.sh (mitogen's strategy, opt-in) and its changed count;
   3. --check changed count on the converged fleet (3 hosts);
   4. bytes served by upstream, 1 vs 3 hosts, with the fleet mirror and without it (the fixture's /_stats).
 mirror (the fleet mirror alone, converged by site.yml; --file-mib, default 1024):
@@ -81,13 +82,14 @@ INSTALL_TASKS = ("Start launch.py --exit", "Wait for the install to finish")
 GOALS: dict[str, tuple[str, float | None]] = {
     "first": ("first converge, 3 hosts / 1 host", 1.5),
     "noop": ("no-op converge / ansible -m setup", 5.0),
+    "noop_mitogen": ("no-op converge with mitogen (opt-in) / ansible -m setup", 5.0),
     "upstream": ("upstream bytes with the mirror, 3 hosts / 1 host", 1.05),
     "throughput": (f"mirror throughput, {CLIENTS} hosts at once / 1 host", None),
     "resume": ("bytes served for a cut + resumed download / the file", 1.05),
     "real": ("real webui: provision-time install / bare pip install", 1.2),
     "pipelining": ("30 small tasks on one host, pipelining on / off", None),
 }
-SECTION_GOALS = {"converge": ("first", "noop", "upstream"), "mirror": ("throughput", "resume"), "real": ("real",), "pipelining": ("pipelining",)}
+SECTION_GOALS = {"converge": ("first", "noop", "noop_mitogen", "upstream"), "mirror": ("throughput", "resume"), "real": ("real",), "pipelining": ("pipelining",)}
 PROFILE_ENV = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_SUMMARY_ONLY": "true",
                "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all", "PROFILE_TASKS_SORT_ORDER": "none"}
 
@@ -327,10 +329,12 @@ def run_ansible(argv: list[str], inv: pathlib.Path, what: str,
     return took, out.stdout
 
 
-def play(inv: pathlib.Path, playbook: str, *extra: str,
-         env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Run a playbook; (seconds, changed count from the recap, output)."""
-    took, stdout = run_ansible([str(PLAYBOOK), "-i", str(inv), str(ROOT / playbook), *extra], inv, playbook, env)
+def play(inv: pathlib.Path, playbook: str, *extra: str, env: dict[str, str] | None = None,
+         wrapper: tuple[str, ...] = ()) -> tuple[float, int, str]:
+    """Run a playbook (under ``wrapper``, a command that runs it, when given); (seconds, changed count from the
+    recap, output)."""
+    took, stdout = run_ansible([*wrapper, str(PLAYBOOK), "-i", str(inv), str(ROOT / playbook), *extra], inv,
+                               playbook, env)
     return took, recap_changed(stdout), stdout
 
 
@@ -370,6 +374,7 @@ def section_converge(_: argparse.Namespace) -> list[Goal]:
           f" changed={changed_re}")
     print(f"(2) ansible -m setup, 3 hosts + mirror:   {s_before:7.1f} s before the re-run, {s_after:.1f} s after")
     print(f"    {goal_line(noop)}")
+    noop_mitogen = noop_with_mitogen(inv3, s_mean)
     _, changed_check, _ = play(inv3, "site.yml", "--check")
     print(f"(3) --check on the converged fleet:        changed={changed_check}")
     _, _, b1_direct = converge(GPU_HOSTS[:1], mirror=False)
@@ -381,7 +386,19 @@ def section_converge(_: argparse.Namespace) -> list[Goal]:
     print(f"    {goal_line(upstream_goal)}")
     print(f"    re-run changed={changed_re}, --check changed={changed_check}; upstream 3 hosts: {mib(b3_direct)} direct"
           f" vs {mib(b3_mirror)} via the mirror ({b3_direct / max(b3_mirror, 1):.2f}x less)")
-    return [first, noop, upstream_goal]
+    return [first, noop, noop_mitogen, upstream_goal]
+
+
+def noop_with_mitogen(inv: pathlib.Path, setup: float) -> Goal:
+    """(2b) the same no-op re-run under scripts/with_mitogen.sh (the opt-in accelerator); its changed count."""
+    if subprocess.run([str(ROOT / ".venv/bin/python"), "-c", "import ansible_mitogen"], capture_output=True,
+                      check=False).returncode != 0:
+        return Goal("noop_mitogen", None, "mitogen is not installed in .venv (make venv)")
+    took, changed, _ = play(inv, "site.yml", wrapper=(str(ROOT / "scripts" / "with_mitogen.sh"),))
+    goal = Goal("noop_mitogen", ratio(took, setup), problem="" if changed == 0 else f"changed={changed}, not 0")
+    print(f"(2b) the same re-run with mitogen:        {took:7.1f} s   changed={changed}")
+    print(f"    {goal_line(goal)}")
+    return goal
 
 
 # --- Section: mirror --------------------------------------------------------------------------------------------
