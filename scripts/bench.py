@@ -642,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     goals: list[Goal] = []
     failed = False
     for section in sections:
+        started = time.monotonic()
+        print(f"--- {section} ---")
         try:
             goals += RUNNERS[section](args)
         except (SystemExit, subprocess.CalledProcessError) as err:
@@ -652,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                       for k in SECTION_GOALS[section] if k not in {g.key for g in goals}]
         finally:
             teardown()
+            print(f"--- {section}: {time.monotonic() - started:.0f} s; load average now "
+                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("\n".join(summary_lines(goals)))
     return 1 if failed else 0
 
