@@ -17,7 +17,8 @@ mirror (the fleet mirror alone, converged by site.yml; --file-mib, default 1024)
      (a Range request for the first half), resumed with `curl -C -`: bytes served and the file's sha256.
 real (the real webui v1.10.1 from a fleet mirror seeded from the real fixture, build/real-fixture):
   6. the provision-time dependency install (launch.py --exit, timed by ansible.posix.profile_tasks) against a
-     bare `pip install` of the same locked files into an empty venv, on the same host, from the same index.
+     bare `pip install` of the same packages (the versions the venv holds) into an empty venv, on the same host,
+     from the same index.
 pipelining (one plain container):
   7. the same 30 small tasks (stat as root, command as another user) with ANSIBLE_PIPELINING off and on.
 
@@ -207,12 +208,17 @@ def lock_entries(lock_text: str) -> dict[str, str]:
     return entries
 
 
-def bare_requirements(lock_text: str, installed: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
-    """(the lock lines of what the venv holds, locked but not installed, installed but not locked), names sorted."""
+def bare_requirements(lock_text: str, installed: dict[str, str]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """What a bare install of the venv's set takes: (``name==version`` of each locked package the venv holds, at the
+    version it holds, the one its index served; locked but not installed; installed but not locked: built from
+    archives, or the venv's own; the packages whose installed version is not the lock's), names sorted."""
     entries = lock_entries(lock_text)
-    have = {normalize(n) for n in installed}
-    return ([entries[n] for n in sorted(have & entries.keys())], sorted(entries.keys() - have),
-            sorted(have - entries.keys()))
+    have = {normalize(n): (n, v) for n, v in installed.items()}
+    locked_version = {n: line.split("==", 1)[1].split()[0] for n, line in entries.items()}
+    both = sorted(have.keys() & entries.keys())
+    return ([f"{have[n][0]}=={have[n][1]}" for n in both], sorted(entries.keys() - have.keys()),
+            sorted(have.keys() - entries.keys()),
+            [f"{n} {locked_version[n]} -> {have[n][1]}" for n in both if have[n][1] != locked_version[n]])
 
 
 def cpu_model(cpuinfo: str) -> str:
@@ -541,13 +547,13 @@ def in_host(script: str, stdin: str | None = None, check: bool = True) -> subpro
 
 
 def bare_install(lines: list[str]) -> tuple[float, str]:
-    """`pip install` of these lock lines into an empty venv of the webui venv's python, from the install's
+    """`pip install` of these pins into an empty venv of the webui venv's python, from the install's
     indexes (its install.env, without the webui's constraints), no cache; (seconds, output's end)."""
     python = in_host(f"{WEBUI_VENV}/bin/python -c 'import sys; print(sys._base_executable)'").stdout.strip()
     in_host(f"cat > {BARE_REQS}", stdin="\n".join(lines) + "\n")
     in_host(f"rm -rf {BARE_VENV} && {shlex.quote(python)} -m venv {BARE_VENV}")
     pip = (f"set -a; . {INSTALL_ENV}; set +a; unset PIP_CONSTRAINT; "
-           f"{BARE_VENV}/bin/python -m pip install --no-cache-dir --no-deps --require-hashes --progress-bar off"
+           f"{BARE_VENV}/bin/python -m pip install --no-cache-dir --no-deps --progress-bar off"
            f" ${{TORCH_INDEX_URL:+--extra-index-url \"$TORCH_INDEX_URL\"}} -r {BARE_REQS}")
     start = time.monotonic()
     out = in_host(pip, check=False)
@@ -571,15 +577,17 @@ def section_real(_: argparse.Namespace) -> list[Goal]:
         print(f"(6) real webui: converged in {took:.1f} s, yet profile_tasks shows no install task")
         return [Goal("real", None, note="no install task in the TASKS RECAP")]
     listed = in_host(f"{WEBUI_VENV}/bin/python -m pip list --format=json --disable-pip-version-check").stdout
-    installed = [p["name"] for p in json.loads(listed)]
-    lines, not_installed, not_locked = bare_requirements((REAL_LOCKS / f"{REAL_VERSION}.txt").read_text(), installed)
+    installed = {p["name"]: p["version"] for p in json.loads(listed)}
+    lines, not_installed, not_locked, moved = bare_requirements((REAL_LOCKS / f"{REAL_VERSION}.txt").read_text(),
+                                                                installed)
     bare, last = bare_install(lines)
     print(f"(6) real webui {REAL_VERSION} from the fleet mirror: converged in {took:.1f} s; its install run"
           f" (launch.py --exit: torch, sub-repositories, requirements, extensions) {install:.1f} s")
-    print(f"(6) bare pip install of the same {len(lines)} locked files into an empty venv, same host and index:"
+    print(f"(6) bare pip install of the same {len(lines)} packages into an empty venv, same host and index:"
           f" {bare:.1f} s ({last[:100]})")
     print(f"    installed but not in the lock (built from archives, or the venv's own): {', '.join(not_locked) or '-'};"
-          f" locked but not installed: {', '.join(not_installed) or '-'}")
+          f" locked but not installed: {', '.join(not_installed) or '-'}; the index served another version than"
+          f" the lock's: {', '.join(moved) or '-'}")
     goal = Goal("real", ratio(install, bare))
     print(f"    {goal_line(goal)}")
     return [goal]
