@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sdfleet.toolkit.plugins.filter.exposure import _show, _unknown_keys
+from ansible_collections.sdfleet.toolkit.plugins.filter.fleet_contract import base_urls
 from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import has_credentials, redact_urls
 
 
@@ -154,11 +155,11 @@ def webui_extensions_mirror_first(extensions: Any, mirror_git: Any = "") -> list
     ``<mirror_git>extensions/<name>.git`` for each of ``mirror_git`` (the git base URLs of the mirrors that serve
     this host, in order: a list, one string, or empty without a mirror). What the inventory map hands to
     webui_repo."""
-    bases = [str(b) for b in ([mirror_git] if isinstance(mirror_git, str) else mirror_git or []) if b]
+    bases = base_urls(mirror_git)
     out = []
     for entry in _checked(extensions):
         name = entry["name"]
-        sources = [f"{base.rstrip('/')}/{MIRROR_SUBDIR}/{name}.git" for base in bases] + \
+        sources = [f"{base}/{MIRROR_SUBDIR}/{name}.git" for base in bases] + \
             [s.strip() for s in entry["sources"]]
         out.append({"name": name, "sources": sources, "version": entry["version"].strip(),
                     "state": entry.get("state", "present")})

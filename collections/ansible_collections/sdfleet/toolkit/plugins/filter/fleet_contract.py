@@ -49,9 +49,10 @@ def _first_sources(sources: Any, what: str) -> list[str]:
 _FLEET_GROUPS = frozenset({"all", "ungrouped", "webui_hosts", "sdfleet_mirror"})
 
 
-def _host_var(hostvars: Mapping[str, Any], host: str, name: str) -> Any:
+def _own_vars(hostvars: Mapping[str, Any], host: str) -> Mapping[str, Any]:
+    """``host``'s variables: one lookup (each lookup in Ansible's HostVars computes them again)."""
     own = hostvars.get(host) if hasattr(hostvars, "get") else None
-    return own.get(name) if hasattr(own, "get") else None
+    return own if hasattr(own, "get") else {}
 
 
 def fleet_mirrors(groups: Mapping[str, Sequence[str]] | None, hostvars: Mapping[str, Any], port: Any,
@@ -69,8 +70,9 @@ def fleet_mirrors(groups: Mapping[str, Sequence[str]] | None, hostvars: Mapping[
     near = [m for m in mirrors if any(m in (groups.get(g) or []) for g in own)]
     out = []
     for mirror in near + [m for m in mirrors if m not in near]:
-        address = _host_var(hostvars, mirror, "sdfleet_mirror_address") or mirror
-        mirror_port = _host_var(hostvars, mirror, "sdfleet_mirror_port") or port
+        own = _own_vars(hostvars, mirror)
+        address = own.get("sdfleet_mirror_address") or mirror
+        mirror_port = own.get("sdfleet_mirror_port") or port
         try:
             url = f"http://{address}:{int(mirror_port)}"
         except (TypeError, ValueError):
@@ -80,8 +82,9 @@ def fleet_mirrors(groups: Mapping[str, Sequence[str]] | None, hostvars: Mapping[
     return out
 
 
-def _urls(value: Any) -> list[str]:
-    """A list of base URLs from a list, one string, or nothing; without trailing ``/``."""
+def base_urls(value: Any) -> list[str]:
+    """Mirror base URLs as the filters take them (a list, one string, or nothing): a list, empty ones dropped,
+    without trailing ``/``."""
     items = [value] if isinstance(value, str) else list(value or [])
     return [str(u).rstrip("/") for u in items if u]
 
@@ -95,11 +98,11 @@ def fleet_endpoints(mirror_urls: Sequence[str] | str, up: Any = True, pip_index_
     false or ``[]`` for none. pip has one index per run: the first mirror up gives the indexes; git and the model
     files try every mirror up in turn, then upstream. With a mirror in the fleet the models come from the mirrors
     or upstream, never pushed from the controller; without one, the inventory's own settings hold."""
-    mirrors = _urls(mirror_urls)
+    mirrors = base_urls(mirror_urls)
     if up is True or (isinstance(up, str) and boolean(up, strict=False)):
         live = mirrors
     else:
-        wanted = set(_urls(up)) if isinstance(up, (list, tuple)) else set()
+        wanted = set(base_urls(up)) if isinstance(up, (list, tuple)) else set()
         live = [u for u in mirrors if u in wanted]
     index = live[0] if live else ""
     index_host = urlsplit(index).hostname or "" if index else ""
@@ -149,7 +152,7 @@ def fleet_url_packages(sources: Mapping[str, Sequence[str]], mirror_urls: Sequen
     if not isinstance(sources, Mapping):
         raise AnsibleFilterError("sdfleet_webui_package_sources must map CLIP_PACKAGE and OPENCLIP_PACKAGE to URLs. "
                                  "Fix: write it as such.")
-    bases = _urls(mirror_urls)
+    bases = base_urls(mirror_urls)
     out = []
     for env, urls in sources.items():
         urls = _first_sources(urls, f"sdfleet_webui_package_sources.{env}")

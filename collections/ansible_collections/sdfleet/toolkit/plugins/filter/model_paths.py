@@ -25,6 +25,7 @@ import re
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
+from ansible_collections.sdfleet.toolkit.plugins.filter.fleet_contract import base_urls
 from ansible_collections.sdfleet.toolkit.plugins.module_utils.redact import redact_url, redact_urls
 
 KIND_DIRS: dict[str, str] = {
@@ -298,8 +299,7 @@ def model_plan(models: Any, models_dir: str, embeddings_dir: str, cache_mode: st
     holds model files by sha256 (``<mirror>/sha256/<hex>``), so only entries with a sha256 are fetched from the
     mirrors (``mirror_urls``: their prefixes in the order to try, or one prefix), each in turn."""
     plan = []
-    mirrors = [str(u).rstrip("/") for u in ([mirror_urls] if isinstance(mirror_urls, str) else mirror_urls or [])
-               if u]
+    mirrors = base_urls(mirror_urls)
     models_dir, embeddings_dir = _norm_root(models_dir), _norm_root(embeddings_dir)
     for index, item in enumerate(models or []):
         sha = _sha(item.get("sha256"))
