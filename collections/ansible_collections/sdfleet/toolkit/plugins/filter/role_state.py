@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+"""The digest a role's state probe compares (``sdfleet.toolkit.role_state``): its inputs and its own files."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from typing import Any
+
+
+@functools.lru_cache(maxsize=64)
+def _tree_digest(root: str) -> str:
+    """sha256 over every file under ``root`` (relative path and content), in sorted order; bytecode caches left out."""
+    digest = hashlib.sha256()
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            path = os.path.join(here, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()
+
+
+def state_digest(inputs: Any, role_path: str) -> str:
+    """sha256 of ``inputs`` (any JSON data: the role's variables and plan) and of the role's files at ``role_path``.
+
+    A change of any input value, or of a task, template or default of the role (a new sdfleet release), gives
+    another digest, so the role's probe no longer finds the host current and the role runs every task.
+    """
+    if not os.path.isdir(role_path):
+        raise ValueError(f"state_digest: role_path {role_path!r} is not a directory")
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{_tree_digest(role_path)}\0{canonical}".encode()).hexdigest()
+
+
+class FilterModule:
+    """sdfleet role state filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"state_digest": state_digest}
