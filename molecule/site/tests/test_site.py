@@ -368,31 +368,36 @@ def test_one_stage_runs_alone_with_tags():
 
 
 def test_a_rerun_skips_what_is_current_and_repairs_drift():
-    """A re-run on the converged fleet finds webui_service and front_door current (one probe each, no task that
-    touches the host, changed=0). Drift makes the role run again and repair it: a hand edit of the launcher
-    environment (small), nginx stopped (mid), an instance stopped (dual). The run after that is current again."""
+    """A re-run on the converged fleet finds webui_repo, webui_service and front_door current (one probe each, no
+    task that touches the host, changed=0). Drift makes the role run again and repair it: a hand edit of the
+    launcher environment (small), nginx stopped and the checkout's mode changed (mid), an instance stopped (dual).
+    The run after that is current again."""
     gpus = {h: testinfra.get_host(f"docker://{h}") for h in INSTANCES}
-    _run_site("--tags", "service")  # whatever ran before (the installed collection's run among them), records
-    out, recap = _run_site("--tags", "service", "-v")
+    stages = ("--tags", "webui,service", "-v")
+    _run_site(*stages)  # whatever ran before (the installed collection's run among them) records
+    out, recap = _run_site(*stages)
     assert "runs every task" not in out, out[-4000:]
-    assert not re.search(r"TASK \[webui_service : Install the template unit.*?\n(ok|changed): ", out, re.S), out[-4000:]
+    for task in ("webui_repo : Check out the pinned version", "webui_service : Install the template unit",
+                 "front_door : Write the nginx site"):
+        assert not re.search(rf"TASK \[{re.escape(task)}[^\n]*\n(ok|changed): ", out), (task, out[-4000:])
     assert all(_count(recap[h], "changed") == 0 for h in INSTANCES), recap
     env = "/etc/sd-webui/sd-webui.env"
     before = gpus["site-small"].file(env).content_string
     gpus["site-small"].run(f"echo 'PLANTED=1' >> {env}")
-    gpus["site-mid"].run("systemctl stop nginx")
+    gpus["site-mid"].run("systemctl stop nginx && chmod 0700 /opt/sd-webui")
     gpus["site-dual"].run("systemctl stop sd-webui@0")
-    out, recap = _run_site("--tags", "service", "-v")
+    out, recap = _run_site(*stages)
     assert f"webui_service runs every task: {env}: content changed" in out, out[-4000:]
     assert "front_door runs every task: nginx.service is inactive" in out, out[-4000:]
+    assert "webui_repo runs every task: /opt/sd-webui: mode changed" in out, out[-4000:]
     assert "webui_service runs every task: sd-webui@0.service is inactive" in out, out[-4000:]
     assert gpus["site-small"].file(env).content_string == before
-    assert gpus["site-mid"].service("nginx").is_running
+    assert gpus["site-mid"].service("nginx").is_running and gpus["site-mid"].file("/opt/sd-webui").mode == 0o755
     assert gpus["site-dual"].service("sd-webui@0").is_running
     assert all(_count(recap[h], "changed") > 0 for h in INSTANCES), recap
     for host, gpu in gpus.items():
         assert http(gpu, PING[host])[0] == 200, host
-    out, recap = _run_site("--tags", "service", "-v")
+    out, recap = _run_site(*stages)
     assert "runs every task" not in out and all(_count(recap[h], "changed") == 0 for h in INSTANCES), out[-4000:]
 
 

@@ -28,8 +28,9 @@ def test_any_input_value_changes_it(role):
     assert role_state.state_digest({"port": 7860, "users": ["a:y"]}, str(role)) != base
 
 
-def test_a_changed_role_file_changes_it_bytecode_does_not(role):
+def test_a_changed_role_file_changes_it_bytecode_and_the_readme_do_not(role):
     base = role_state.state_digest({}, str(role))
+    (role / "README.md").write_text("# the role\n")
     (role / "__pycache__").mkdir()
     (role / "__pycache__/x.pyc").write_bytes(b"\0")
     role_state._tree_digest.cache_clear()

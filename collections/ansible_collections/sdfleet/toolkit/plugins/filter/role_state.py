@@ -11,11 +11,12 @@ from typing import Any
 
 @functools.lru_cache(maxsize=64)
 def _tree_digest(root: str) -> str:
-    """sha256 over every file under ``root`` (relative path and content), in sorted order; bytecode caches left out."""
+    """sha256 over every file under ``root`` (relative path and content), in sorted order; bytecode caches and the
+    README (documentation, which changes no task) left out."""
     digest = hashlib.sha256()
     for here, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
+        for name in sorted(f for f in files if not (here == root and f == "README.md")):
             path = os.path.join(here, name)
             digest.update(os.path.relpath(path, root).encode() + b"\0")
             with open(path, "rb") as handle:

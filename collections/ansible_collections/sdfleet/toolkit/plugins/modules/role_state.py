@@ -53,10 +53,10 @@ options:
     elements: path
     default: []
   commands:
-    description: Read-only commands (argv lists, run without a shell) whose exit status and output are witnessed,
-      for state that is no file (the installed packages, a git config value).
+    description: Read-only commands (each an argv list, or a string split as a shell would split words; run without a
+      shell) whose exit status and output are witnessed, for state that is no file (a checkout's commit, an account).
     type: list
-    elements: list
+    elements: raw
     default: []
   units:
     description: systemd units that must be active and enabled for the state to be current (probe only).
@@ -117,6 +117,7 @@ facts:
 import hashlib
 import json
 import os
+import shlex
 import ssl
 import stat
 import subprocess
@@ -258,7 +259,7 @@ def main() -> None:
             "files": {"type": "list", "elements": "path", "default": []},
             "paths": {"type": "list", "elements": "path", "default": []},
             "stats": {"type": "list", "elements": "path", "default": []},
-            "commands": {"type": "list", "elements": "list", "default": []},
+            "commands": {"type": "list", "elements": "raw", "default": []},
             "units": {"type": "list", "elements": "str", "default": []},
             "urls": {"type": "list", "elements": "str", "default": []},
             "facts": {"type": "dict", "default": {}},
@@ -268,7 +269,8 @@ def main() -> None:
     )
     p = module.params
     stamp_path = os.path.join(p["stamp_dir"], f"{p['name']}.json")
-    now = witnesses(p["files"], p["paths"], p["stats"], [[str(a) for a in argv] for argv in p["commands"]])
+    argvs = [shlex.split(c) if isinstance(c, str) else [str(a) for a in c] for c in p["commands"]]
+    now = witnesses(p["files"], p["paths"], p["stats"], argvs)
     if p["state"] == "record":
         if not module.check_mode:
             write_stamp(p["stamp_dir"], stamp_path, {"version": STAMP_VERSION, "digest": p["digest"], "witnesses": now,
