@@ -380,6 +380,8 @@ def section_converge(_: argparse.Namespace) -> list[Goal]:
           f" changed={changed_re}")
     print(f"(2) ansible -m setup, 3 hosts + mirror:   {s_before:7.1f} s before the re-run, {s_after:.1f} s after")
     print(f"    {goal_line(noop)}")
+    print(f"    full run: {full_run_seconds(inv3):.1f} s (-e sdfleet_full_run=true: every role runs every task)")
+    task_floor(inv3)
     noop_mitogen = noop_with_mitogen(inv3, s_mean)
     _, changed_check, _ = play(inv3, "site.yml", "--check")
     print(f"(3) --check on the converged fleet:        changed={changed_check}")
@@ -393,6 +395,29 @@ def section_converge(_: argparse.Namespace) -> list[Goal]:
     print(f"    re-run changed={changed_re}, --check changed={changed_check}; upstream 3 hosts: {mib(b3_direct)} direct"
           f" vs {mib(b3_mirror)} via the mirror ({b3_direct / max(b3_mirror, 1):.2f}x less)")
     return [first, noop, noop_mitogen, upstream_goal]
+
+
+def full_run_seconds(inv: pathlib.Path) -> float:
+    """The re-run with every state probe bypassed (sdfleet_full_run): what the no-op cost before the probes."""
+    took, changed, _ = play(inv, "site.yml", "-e", "sdfleet_full_run=true")
+    if changed:
+        print(f"    (the full run reported changed={changed})")
+    return took
+
+
+def task_floor(inv: pathlib.Path, count: int = 20) -> None:
+    """Ansible's own cost per task on these hosts (a skipped task, a controller-only task, a remote stat; seconds per
+    task, all hosts at once, the start of a playbook with no task taken off): what a no-op cannot go below."""
+    book = inv / "floor.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "webui_hosts:sdfleet_mirror", "gather_facts": False, "tasks": []}]))
+    start, _ = run_ansible([str(PLAYBOOK), "-i", str(inv), str(book)], inv, "floor (no task)")
+    for kind, task in (("skipped", {"ansible.builtin.debug": {"msg": "x"}, "when": "false"}),
+                       ("controller-only", {"ansible.builtin.debug": {"msg": "x"}}),
+                       ("remote stat", {"ansible.builtin.stat": {"path": "/etc/hostname"}})):
+        book.write_text(yaml.safe_dump([{"hosts": "webui_hosts:sdfleet_mirror", "gather_facts": False,
+                                         "tasks": [dict(task, name=f"t{i}") for i in range(count)]}]))
+        took, _ = run_ansible([str(PLAYBOOK), "-i", str(inv), str(book)], inv, f"floor ({kind})")
+        print(f"    per-task floor, {kind + ':':16s} {(took - start) / count:.3f} s per task (all hosts at once)")
 
 
 def noop_with_mitogen(inv: pathlib.Path, setup: float) -> Goal:

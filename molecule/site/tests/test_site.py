@@ -401,6 +401,23 @@ def test_a_rerun_skips_what_is_current_and_repairs_drift():
     assert "runs every task" not in out and all(_count(recap[h], "changed") == 0 for h in INSTANCES), out[-4000:]
 
 
+def test_a_mirror_rerun_only_updates_git_and_repairs_a_lost_model():
+    """The mirror stage on a current mirror updates the git mirrors (upstream may have moved) and skips the rest;
+    a model file gone from the served tree makes it run every task, which downloads it again (same sha256)."""
+    mirror = testinfra.get_host("docker://site-mirror")
+    out, recap = _run_site("--tags", "mirror", "-v")
+    assert "fleet_mirror runs every task" not in out and _count(recap["site-mirror"], "changed") == 0, out[-4000:]
+    assert re.search(r"TASK \[fleet_mirror : Mirror the git repositories[^\n]*\n(ok|changed): ", out), out[-4000:]
+    assert not re.search(r"TASK \[fleet_mirror : Write the mirror's nginx site[^\n]*\n(ok|changed): ", out)
+    sha = PINS["files"]["tiny-v1.safetensors"]["sha256"]
+    model = f"/srv/sdfleet-mirror/files/sha256/{sha}"
+    assert mirror.run(f"rm {model}").rc == 0
+    out, recap = _run_site("--tags", "mirror", "-v")
+    assert "fleet_mirror runs every task: $ find /srv/sdfleet-mirror" in out, out[-4000:]
+    assert _count(recap["site-mirror"], "changed") > 0, recap
+    assert mirror.run(f"sha256sum {model}").stdout.split()[0] == sha
+
+
 def test_a_model_change_restarts_the_instances_batch_by_batch():
     """It changes the fleet: removing a model in the models stage restarts the instances in the service stage, a
     later play (handlers do not cross plays; sdfleet_models_changed carries it). With sdfleet_restart_batch=1 the

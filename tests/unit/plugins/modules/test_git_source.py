@@ -134,6 +134,17 @@ def test_advertises_matches_branches_tags_and_peeled_tags():
     assert not gs.advertises(out, "dev") and not gs.advertises(out, "v1.10")
 
 
+def test_advertised_commit_is_the_branch_head_or_the_peeled_tag():
+    out = ("a1\tHEAD\nb2\trefs/heads/master\nc3\trefs/tags/v1.10.1\nd4\trefs/tags/v1.10.0\n"
+           "e5\trefs/tags/v1.10.0^{}\n")
+    assert gs.advertised_commit(out, "master") == "b2"
+    assert gs.advertised_commit(out, "v1.10.1") == "c3"  # a lightweight tag is its commit
+    assert gs.advertised_commit(out, "v1.10.0") == "e5"  # an annotated tag: the commit it points to
+    assert gs.advertised_commit(out, "dev") == ""
+    moved = out.replace("b2\trefs/heads/master", "f6\trefs/heads/master")
+    assert gs.advertised_commit(moved, "master") == "f6"
+
+
 def test_first_line_skips_blank_lines():
     assert gs.first_line("\n  \nfatal: x\nmore") == "fatal: x"
     assert gs.first_line("") == "no output"

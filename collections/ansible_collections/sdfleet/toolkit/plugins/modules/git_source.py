@@ -163,6 +163,11 @@ tried:
   elements: dict
   sample: [{url: "http://dead:8081/x.git", ok: false, reason: "Failed to connect ...: Connection refused",
             seconds: 0.01}]
+commit:
+  description: The commit the winner advertises for I(ref) (a branch's head, a tag's commit); empty when I(ref) is
+    a commit or empty (not checked). A branch that moved upstream gives another one.
+  returned: success
+  type: str
 before:
   description: With I(dest), the commit checked out before (empty for a fresh clone).
   returned: when dest is set
@@ -223,6 +228,7 @@ class Probe:
     ok: bool
     reason: str
     seconds: float
+    commit: str = ""
 
 
 # --- credentials ---------------------------------------------------------------------------------------------
@@ -350,6 +356,19 @@ def advertises(ls_remote_output: str, ref: str) -> bool:
     return False
 
 
+def advertised_commit(ls_remote_output: str, ref: str) -> str:
+    """The commit `ls-remote` output gives for `ref` (a branch, or a tag peeled to its commit); "" when not listed."""
+    wanted = {ref, f"refs/heads/{ref}", f"refs/tags/{ref}"}
+    found = ""
+    for line in ls_remote_output.splitlines():
+        parts = line.split("\t", 1)
+        if len(parts) == 2 and parts[1].removesuffix("^{}") in wanted:
+            if parts[1].endswith("^{}"):
+                return parts[0]
+            found = found or parts[0]
+    return found
+
+
 def needs_ref_check(ref: str) -> bool:
     """A branch or tag is checked; a commit hash or nothing is not."""
     return bool(ref) and not COMMIT_RE.match(ref)
@@ -388,7 +407,7 @@ def probe(url: str, ref: str, env: dict[str, str], timeout: float, git: str = "g
         return Probe(shown, False, redact_urls(first_line(err or out)), seconds)
     if needs_ref_check(ref) and not advertises(out, ref):
         return Probe(shown, False, f"answers but has no branch or tag {ref!r}", seconds)
-    return Probe(shown, True, "ok", seconds)
+    return Probe(shown, True, "ok", seconds, advertised_commit(out, ref) if needs_ref_check(ref) else "")
 
 
 def head_status(url: str, timeout: float) -> int:
@@ -689,7 +708,8 @@ def main() -> None:
                                  if params["names"] else ""), tried=records)
     url = sources[len(tried) - 1]
     result: dict[str, Any] = {"changed": False, "source": git_url(url) if params["kind"] == "git"
-                              else strip_credentials(url), "index": len(tried) - 1, "tried": records}
+                              else strip_credentials(url), "index": len(tried) - 1, "tried": records,
+                              "commit": tried[-1].commit}
     if params["dest"] and params["kind"] == "git":
         try:
             result.update(checkout(url, params, env, module.check_mode))
