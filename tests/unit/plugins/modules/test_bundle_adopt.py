@@ -1,31 +1,16 @@
 """Tests of the bundle_adopt module: moves user data into a checkout and never loses a file."""
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
+from module_run import run_module
 from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.modules import bundle_adopt as ba
 
-ROOT = pathlib.Path(__file__).resolve().parents[4]
-MODULE = ROOT / "collections/ansible_collections/sdfleet/toolkit/plugins/modules/bundle_adopt.py"
-
-
 def run(tmp_path: pathlib.Path, check: bool = False, **args) -> dict:
-    argsfile = tmp_path / "args.json"
-    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check)}))
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "collections"))
-    done = subprocess.run([sys.executable, str(MODULE), str(argsfile)], capture_output=True, text=True, env=env,
-                          check=False, timeout=60)
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(done.stdout + done.stderr) from None
+    return run_module("bundle_adopt", tmp_path, args, check, timeout=60)
 
 
 @pytest.fixture

@@ -7,16 +7,14 @@ import pathlib
 import socket
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
+from module_run import run_module
 from refusal_catalog import refused
 
 from ansible_collections.sdfleet.toolkit.plugins.modules import git_source as gs
 
-ROOT = pathlib.Path(__file__).resolve().parents[4]
-MODULE = ROOT / "collections/ansible_collections/sdfleet/toolkit/plugins/modules/git_source.py"
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -49,17 +47,9 @@ def free_port() -> int:
 
 
 def run(tmp_path: pathlib.Path, check: bool = False, **args) -> dict:
-    argsfile = tmp_path / "args.json"
-    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check)}))
     # the host's /etc/gitconfig (a proxy, say) is not these tests' business
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "collections"), GIT_CONFIG_NOSYSTEM="1", no_proxy="127.0.0.1",
-               NO_PROXY="127.0.0.1")
-    done = subprocess.run([sys.executable, str(MODULE), str(argsfile)], capture_output=True, text=True, env=env,
-                          check=False, timeout=120)
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(done.stdout + done.stderr) from None
+    return run_module("git_source", tmp_path, args, check,
+                      env={"GIT_CONFIG_NOSYSTEM": "1", "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"})
 
 
 def test_primary_wins_when_it_answers(tmp_path, bare):

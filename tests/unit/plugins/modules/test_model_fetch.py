@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from module_run import run_module
 from refusal_catalog import refused
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
@@ -81,15 +82,7 @@ def srv(server):
 
 def run(tmp_path: pathlib.Path, check: bool = False, **args) -> dict:
     args.setdefault("partial_dir", str(tmp_path / "partial"))
-    argsfile = tmp_path / "args.json"
-    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check)}))
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "collections"))
-    done = subprocess.run([sys.executable, str(MODULE), str(argsfile)], capture_output=True, text=True, env=env,
-                          check=False, timeout=120)
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(done.stdout + done.stderr) from None
+    return run_module("model_fetch", tmp_path, args, check)
 
 
 def parts(tmp_path: pathlib.Path) -> list[str]:

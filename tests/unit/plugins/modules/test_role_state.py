@@ -6,27 +6,14 @@ import json
 import os
 import pathlib
 import stat
-import subprocess
-import sys
 import threading
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[4]
-MODULE = ROOT / "collections/ansible_collections/sdfleet/toolkit/plugins/modules/role_state.py"
+from module_run import run_module
 
 
 def run(tmp_path: pathlib.Path, check: bool = False, **args) -> dict:
-    argsfile = tmp_path / "args.json"
-    args.setdefault("stamp_dir", str(tmp_path / "state"))
-    argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check)}))
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "collections"))
-    done = subprocess.run([sys.executable, str(MODULE), str(argsfile)], capture_output=True, text=True, env=env,
-                          check=False, timeout=60)
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(done.stdout + done.stderr) from None
+    return run_module("role_state", tmp_path, {"stamp_dir": str(tmp_path / "state"), **args}, check, timeout=60)
 
 
 @pytest.fixture
