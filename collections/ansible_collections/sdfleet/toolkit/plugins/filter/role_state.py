@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The digest a role's state probe compares (``sdfleet.toolkit.role_state``): its inputs and its own files."""
+"""What a role's state probe compares (``sdfleet.toolkit.role_state``): its inputs and the digest of its own files."""
 from __future__ import annotations
 
 import functools
@@ -24,20 +24,24 @@ def _tree_digest(root: str) -> str:
     return digest.hexdigest()
 
 
-def state_digest(inputs: Any, role_path: str) -> str:
-    """sha256 of ``inputs`` (any JSON data: the role's variables and plan) and of the role's files at ``role_path``.
+def state_inputs(inputs: Any, role_path: str) -> str:
+    """``inputs`` (the role's variables and plan) with the digest of the role's files at ``role_path``, as one
+    canonical JSON string (keys sorted).
 
-    A change of any input value, or of a task, template or default of the role (a new sdfleet release), gives
-    another digest, so the role's probe no longer finds the host current and the role runs every task.
+    A change of any input value, or of a task, template or default of the role (a new sdfleet release), changes it,
+    so the role's probe no longer finds the host current and the role runs every task. The probe keys its own
+    digest of this with a secret of the host's, so nothing derived from an input (a login) reaches a log. One
+    string, so that the module's no_log hides exactly it (no_log on a dict would mask each of its values wherever
+    it appears in the answer).
     """
     if not os.path.isdir(role_path):
-        raise ValueError(f"state_digest: role_path {role_path!r} is not a directory")
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{_tree_digest(role_path)}\0{canonical}".encode()).hexdigest()
+        raise ValueError(f"state_inputs: role_path {role_path!r} is not a directory")
+    return json.dumps({"role": _tree_digest(role_path), "inputs": inputs}, sort_keys=True, separators=(",", ":"),
+                      default=str)
 
 
 class FilterModule:
     """sdfleet role state filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"state_digest": state_digest}
+        return {"state_inputs": state_inputs}

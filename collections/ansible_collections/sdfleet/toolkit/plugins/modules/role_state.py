@@ -9,8 +9,9 @@ module: role_state
 short_description: Tell in one read-only probe whether a role left this host as it is now, or record that it did
 version_added: "0.1.0"
 description:
-  - A role that converged records a stamp (I(state=record)) under I(stamp_dir), root only, with the digest of its inputs
-    (computed on the controller, so no input value reaches the host) and what it manages, as it was then (the
+  - A role that converged records a stamp (I(state=record)) under I(stamp_dir), root only, with a digest of its
+    I(inputs) keyed with a secret of the host's (kept beside the stamps, root only, so no log or stamp holds anything
+    derived from an input such as a login without it) and what it manages, as it was then (the
     content's sha256, type, mode and owner of each of I(files), and the type, mode, owner and link target of each
     of I(paths)).
   - The next run asks first (I(state=probe), read-only, also in check mode). The answer is C(current) when the
@@ -30,8 +31,9 @@ options:
     type: str
     choices: [probe, record]
     default: probe
-  digest:
-    description: The digest of the role's inputs (variables, plan, the role's own files), computed on the controller.
+  inputs:
+    description: The role's inputs (variables, plan, the digest of the role's own files; C(sdfleet.toolkit.state_inputs)).
+      Never shown (no_log); only their keyed digest is kept.
     type: str
     required: true
   files:
@@ -90,7 +92,7 @@ EXAMPLES = r"""
 - name: Probe the service's state
   sdfleet.toolkit.role_state:
     name: webui_service
-    digest: "{{ __webui_service_state_digest }}"
+    inputs: "{{ __webui_service_state_inputs }}"
     files: [/etc/systemd/system/sd-webui@.service]
     units: [sd-webui@0.service]
     urls: ["http://127.0.0.1:7860/internal/ping"]
@@ -115,8 +117,10 @@ facts:
 """
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shlex
 import ssl
 import stat
@@ -188,6 +192,27 @@ def _differences(path: str, then: dict[str, Any] | None, now: dict[str, Any]) ->
     return f"{path}: {', '.join(changed)} changed"
 
 
+def keyed_digest(key: bytes, inputs: str) -> str:
+    """HMAC-SHA256 of ``inputs`` (canonical JSON text) under the host's key."""
+    return hmac.new(key, inputs.encode(), hashlib.sha256).hexdigest()
+
+
+def read_key(stamp_dir: str, create: bool) -> bytes | None:
+    """The host's key (32 random bytes, root only), made on the first record."""
+    path = os.path.join(stamp_dir, "key")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        if not create:
+            return None
+    os.makedirs(stamp_dir, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    return read_key(stamp_dir, create=False)
+
+
 def compare(stamp: dict[str, Any] | None, digest: str, now: dict[str, dict[str, Any]]) -> list[str]:
     """Why the host is not as the stamp recorded it ([] when it is)."""
     if not stamp or stamp.get("version") != STAMP_VERSION:
@@ -255,7 +280,7 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {"type": "str", "choices": ["probe", "record"], "default": "probe"},
-            "digest": {"type": "str", "required": True},
+            "inputs": {"type": "str", "required": True, "no_log": True},
             "files": {"type": "list", "elements": "path", "default": []},
             "paths": {"type": "list", "elements": "path", "default": []},
             "stats": {"type": "list", "elements": "path", "default": []},
@@ -273,11 +298,13 @@ def main() -> None:
     now = witnesses(p["files"], p["paths"], p["stats"], argvs)
     if p["state"] == "record":
         if not module.check_mode:
-            write_stamp(p["stamp_dir"], stamp_path, {"version": STAMP_VERSION, "digest": p["digest"], "witnesses": now,
-                                                     "facts": p["facts"]})
+            key = read_key(p["stamp_dir"], create=True) or b""
+            write_stamp(p["stamp_dir"], stamp_path, {"version": STAMP_VERSION, "digest": keyed_digest(key, p["inputs"]),
+                                                     "witnesses": now, "facts": p["facts"]})
         module.exit_json(changed=False, current=True, reasons=[], facts=p["facts"])
-    stamp = read_stamp(stamp_path)
-    reasons = compare(stamp, p["digest"], now)
+    key = read_key(p["stamp_dir"], create=False)
+    stamp = read_stamp(stamp_path) if key else None
+    reasons = compare(stamp, keyed_digest(key or b"", p["inputs"]), now)
     if not reasons:
         reasons = unit_problems(p["units"]) + url_problems(p["urls"])
     module.exit_json(changed=False, current=not reasons, reasons=reasons,
