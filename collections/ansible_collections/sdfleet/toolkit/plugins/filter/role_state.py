@@ -8,6 +8,8 @@ import json
 import os
 from typing import Any
 
+from ansible_collections.sdfleet.toolkit.plugins.module_utils.model_hash import sha256_file
+
 
 @functools.lru_cache(maxsize=64)
 def _tree_digest(root: str) -> str:
@@ -19,8 +21,7 @@ def _tree_digest(root: str) -> str:
         for name in sorted(f for f in files if not (here == root and f == "README.md")):
             path = os.path.join(here, name)
             digest.update(os.path.relpath(path, root).encode() + b"\0")
-            with open(path, "rb") as handle:
-                digest.update(hashlib.sha256(handle.read()).digest())
+            digest.update(bytes.fromhex(sha256_file(path)))
     return digest.hexdigest()
 
 

@@ -130,15 +130,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.sdfleet.toolkit.plugins.module_utils.model_hash import sha256_file
+
 STAMP_VERSION = 1
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def witness(path: str, content: str) -> dict[str, Any]:
@@ -154,7 +148,7 @@ def witness(path: str, content: str) -> dict[str, Any]:
     if kind == "link":
         seen["target"] = os.readlink(path)
     elif kind == "file" and content == "sha256":
-        seen["sha256"] = _sha256(path)
+        seen["sha256"] = sha256_file(path)
     elif kind == "file" and content == "stat":
         seen |= {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     return seen
@@ -197,6 +191,12 @@ def keyed_digest(key: bytes, inputs: str) -> str:
     return hmac.new(key, inputs.encode(), hashlib.sha256).hexdigest()
 
 
+def make_stamp_dir(stamp_dir: str) -> None:
+    """The stamps' dir, root only (also when it was there with another mode)."""
+    os.makedirs(stamp_dir, mode=0o700, exist_ok=True)
+    os.chmod(stamp_dir, 0o700)
+
+
 def read_key(stamp_dir: str, create: bool) -> bytes | None:
     """The host's key (32 random bytes, root only), made on the first record."""
     path = os.path.join(stamp_dir, "key")
@@ -206,7 +206,7 @@ def read_key(stamp_dir: str, create: bool) -> bytes | None:
     except FileNotFoundError:
         if not create:
             return None
-    os.makedirs(stamp_dir, mode=0o700, exist_ok=True)
+    make_stamp_dir(stamp_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(secrets.token_bytes(32))
@@ -266,8 +266,7 @@ def read_stamp(path: str) -> dict[str, Any] | None:
 
 def write_stamp(stamp_dir: str, path: str, stamp: dict[str, Any]) -> None:
     """Atomically: a root-only temporary file beside the stamp, then a rename."""
-    os.makedirs(stamp_dir, mode=0o700, exist_ok=True)
-    os.chmod(stamp_dir, 0o700)
+    make_stamp_dir(stamp_dir)
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -295,15 +294,16 @@ def main() -> None:
     p = module.params
     stamp_path = os.path.join(p["stamp_dir"], f"{p['name']}.json")
     argvs = [shlex.split(c) if isinstance(c, str) else [str(a) for a in c] for c in p["commands"]]
-    now = witnesses(p["files"], p["paths"], p["stats"], argvs)
     if p["state"] == "record":
-        if not module.check_mode:
+        if not module.check_mode:  # check mode writes nothing, so it need not witness anything either
+            now = witnesses(p["files"], p["paths"], p["stats"], argvs)
             key = read_key(p["stamp_dir"], create=True) or b""
             write_stamp(p["stamp_dir"], stamp_path, {"version": STAMP_VERSION, "digest": keyed_digest(key, p["inputs"]),
                                                      "witnesses": now, "facts": p["facts"]})
         module.exit_json(changed=False, current=True, reasons=[], facts=p["facts"])
     key = read_key(p["stamp_dir"], create=False)
     stamp = read_stamp(stamp_path) if key else None
+    now = witnesses(p["files"], p["paths"], p["stats"], argvs)
     reasons = compare(stamp, keyed_digest(key or b"", p["inputs"]), now)
     if not reasons:
         reasons = unit_problems(p["units"]) + url_problems(p["urls"])
