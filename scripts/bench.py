@@ -87,10 +87,11 @@ GOALS: dict[str, tuple[str, float | None]] = {
     "upstream": ("upstream bytes with the mirror, 3 hosts / 1 host", 1.05),
     "throughput": (f"mirror throughput, {CLIENTS} hosts at once / 1 host", None),
     "resume": ("bytes served for a cut + resumed download / the file", 1.05),
-    "real": ("real webui: provision-time install / bare pip install", 1.2),
+    "real": ("real webui: provision-time install (launcher) / bare pip install", 1.2),
+    "real_uv": ("real webui: provision-time install with sdfleet_webui_installer: uv / bare pip install", 1.2),
     "pipelining": ("30 small tasks on one host, pipelining on / off", None),
 }
-SECTION_GOALS = {"converge": ("first", "noop", "noop_mitogen", "upstream"), "mirror": ("throughput", "resume"), "real": ("real",), "pipelining": ("pipelining",)}
+SECTION_GOALS = {"converge": ("first", "noop", "noop_mitogen", "upstream"), "mirror": ("throughput", "resume"), "real": ("real", "real_uv"), "pipelining": ("pipelining",)}
 PROFILE_ENV = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_SUMMARY_ONLY": "true",
                "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all", "PROFILE_TASKS_SORT_ORDER": "none"}
 
@@ -548,8 +549,9 @@ def real_missing() -> str:
     return ""
 
 
-def real_inventory() -> pathlib.Path:
-    """The real_webui scenario's fleet for one host at REAL_VERSION whose only source is the fleet mirror."""
+def real_inventory(installer: str = "launcher") -> pathlib.Path:
+    """The real_webui scenario's fleet for one host at REAL_VERSION whose only source is the fleet mirror, installing
+    with `installer` (sdfleet_webui_installer)."""
     inv = pathlib.Path(tempfile.mkdtemp(prefix="sdfleet-bench-inv-"))
     (inv / "group_vars" / "all").mkdir(parents=True)
     (inv / "host_vars").mkdir()
@@ -560,7 +562,8 @@ def real_inventory() -> pathlib.Path:
     (inv / "group_vars" / "all" / "fleet.yml").write_text("---\n" + yaml.safe_dump(fleet, sort_keys=False))
     shutil.copy((REAL_SCENARIO / "group_vars" / "all" / "sources.yml").resolve(), inv / "group_vars" / "all")
     # Every upstream URL dead for the host (nothing listens on 8081): the mirror is its only source, as v1101's.
-    (inv / "host_vars" / f"{REAL_HOST}.yml").write_text(f"---\n__real_upstream: http://{UPSTREAM}:8081\n")
+    (inv / "host_vars" / f"{REAL_HOST}.yml").write_text(f"---\n__real_upstream: http://{UPSTREAM}:8081\n"
+                                                      f"sdfleet_webui_installer: {installer}\n")
     hosts_file(inv, [REAL_HOST], mirror=True)
     return inv
 
@@ -588,19 +591,24 @@ def bare_install(lines: list[str]) -> tuple[float, str]:
     return took, out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
+def real_converge(installer: str) -> tuple[float, float | None]:
+    """A fresh real host converged with `installer`: (the converge's seconds, its install run's seconds or None)."""
+    bring_up([REAL_HOST.removeprefix("sdfleet-bench-")], mirror=True, fixture=REAL_FIXTURE)
+    took, _, output = play(real_inventory(installer), "site.yml", env=PROFILE_ENV)
+    return took, task_seconds(profile_durations(output), INSTALL_TASKS)
+
+
 def section_real(_: argparse.Namespace) -> list[Goal]:
-    """(6): the real webui's provision-time install against a bare pip install of the same locked files."""
+    """(6): the real webui's provision-time install, with the launcher and with uv, against a bare pip install of the
+    same locked files (measured on the launcher's host, from the packages its venv holds)."""
     why = real_missing()
     if why:
         print(f"(6) real webui: skipped: {why}")
-        return [Goal("real", None, note=why)]
-    bring_up([REAL_HOST.removeprefix("sdfleet-bench-")], mirror=True, fixture=REAL_FIXTURE)
-    inv = real_inventory()
-    took, _, output = play(inv, "site.yml", env=PROFILE_ENV)
-    install = task_seconds(profile_durations(output), INSTALL_TASKS)
+        return [Goal("real", None, note=why), Goal("real_uv", None, note=why)]
+    took, install = real_converge("launcher")
     if install is None:
         print(f"(6) real webui: converged in {took:.1f} s, yet profile_tasks shows no install task")
-        return [Goal("real", None, note="no install task in the TASKS RECAP")]
+        return [Goal("real", None, note="no install task in the TASKS RECAP"), Goal("real_uv", None, note="-")]
     listed = in_host(f"{WEBUI_VENV}/bin/python -m pip list --format=json --disable-pip-version-check").stdout
     installed = {p["name"]: p["version"] for p in json.loads(listed)}
     lines, not_installed, not_locked, moved = bare_requirements((REAL_LOCKS / f"{REAL_VERSION}.txt").read_text(),
@@ -613,9 +621,21 @@ def section_real(_: argparse.Namespace) -> list[Goal]:
     print(f"    installed but not in the lock (built from archives, or the venv's own): {', '.join(not_locked) or '-'};"
           f" locked but not installed: {', '.join(not_installed) or '-'}; the index served another version than"
           f" the lock's: {', '.join(moved) or '-'}")
-    goal = Goal("real", ratio(install, bare))
-    print(f"    {goal_line(goal)}")
-    return [goal]
+    goals = [Goal("real", ratio(install, bare))]
+    print(f"    {goal_line(goals[0])}")
+    took_uv, install_uv = real_converge("uv")
+    if install_uv is None:
+        return goals + [Goal("real_uv", None, note="no install task in the TASKS RECAP")]
+    listed = in_host(f"{WEBUI_VENV}/bin/python -m pip list --format=json --disable-pip-version-check").stdout
+    with_uv = {p["name"]: p["version"] for p in json.loads(listed)}
+    differ = [f"{n} {installed.get(n, '-')} / {with_uv.get(n, '-')}"
+              for n in sorted(set(installed) | set(with_uv)) if installed.get(n) != with_uv.get(n)]
+    print(f"(6) the same host again with sdfleet_webui_installer: uv: converged in {took_uv:.1f} s; its install run"
+          f" (uv: torch, then the requirements; then launch.py --exit) {install_uv:.1f} s; packages whose version"
+          f" differs from the launcher's venv (launcher / uv): {', '.join(differ) or 'none'}")
+    goals.append(Goal("real_uv", ratio(install_uv, bare)))
+    print(f"    {goal_line(goals[1])}")
+    return goals
 
 
 # The pipelining section's play: small module calls as the converge makes them (as root and as another user).

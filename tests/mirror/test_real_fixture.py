@@ -57,6 +57,14 @@ def test_lock_pins_the_versions_torch_and_the_source_only_packages(version):
     assert len(rw.locked(version)) == len(pins), "every locked file has a name, a version and a sha256"
 
 
+def test_tools_lock_pins_the_products_uv():
+    pin = rw.uv_requirement()
+    header = (rw.LOCK_DIR / f"{rw.TOOLS}.txt").read_text().splitlines()[2]
+    assert header.startswith(f"# Inputs: {pin} (--no-deps"), "stale tools lock: run make wheels-lock"
+    assert [(name, ver) for name, ver, _ in rw.locked(rw.TOOLS)] == [tuple(pin.split("=="))]
+    assert all(len(digest) == 64 for _, _, digest in rw.locked(rw.TOOLS))
+
+
 def test_pip_reads_no_machine_config():
     env = rw.pip_env()
     assert env["PIP_CONFIG_FILE"] == os.devnull
@@ -129,4 +137,7 @@ def test_built_fixture_indexes_every_locked_file():
     pins = json.loads((ROOT / "build/real-fixture/pins.json").read_text())
     for version in rw.VERSIONS:
         assert len(pins["wheels"]["sets"][version]) == len(rw.locked(version))
+    (uv, _, digest), = rw.locked(rw.TOOLS)
+    page = (ROOT / "build/real-fixture/simple" / uv / "index.html").read_text()
+    assert f"#sha256={digest}" in page, "the index serves the uv installer's wheel"
     assert pins["webui"]["branches"]["master"] == pins["webui"]["commits"]["v1.10.1"]

@@ -145,7 +145,7 @@ def test_ratio_never_divides_by_zero() -> None:
     (bench.Goal("resume", 1.0, problem="the mirror ignores Range"),
      "bytes served for a cut + resumed download / the file: 1.00x (goal <= 1.05x): NOT met (the mirror ignores Range)"),
     (bench.Goal("real", None, note="build/real-fixture/pins.json missing"),
-     "real webui: provision-time install / bare pip install: - (goal <= 1.2x):"
+     "real webui: provision-time install (launcher) / bare pip install: - (goal <= 1.2x):"
      " not measured (build/real-fixture/pins.json missing)"),
 ])
 def test_goal_line(goal: object, line: str) -> None:

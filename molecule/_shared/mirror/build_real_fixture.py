@@ -201,7 +201,7 @@ def build_index(out: Path) -> dict[str, object]:
     wanted: dict[str, dict[str, str]] = {}
     sets: dict[str, list[str]] = {}
     by_digest = {}
-    for version in rw.VERSIONS:
+    for version in rw.LOCKS:
         for name, ver, digest in rw.locked(version):
             by_digest.setdefault(digest, (name, ver))
     versions = {ver for _, ver in by_digest.values()}

@@ -4,7 +4,7 @@
     python3 molecule/_shared/mirror/real_wheels.py lock    # resolve again on PyPI, rewrite the lock files
     python3 molecule/_shared/mirror/real_wheels.py fetch   # download what the locks name (cached), check sha256
 
-One lock per webui version, `real-locks/<version>.txt` beside this file, in pip's hash-checking format
+One lock per webui version (and `tools.txt`: uv, the product's pin), `real-locks/<version>.txt` beside this file, in pip's hash-checking format
 (`name==version --hash=sha256:...`, the format `pip-compile --generate-hashes` writes). What a real install of
 that version takes on CPython 3.11 x86_64, resolved together:
 
@@ -44,6 +44,11 @@ UPSTREAM = Path(os.environ.get("SDFLEET_UPSTREAM", REPO_ROOT.parent / "shared" /
 CACHE = Path(os.environ.get("SDFLEET_CACHE", Path.home() / ".cache" / "sdfleet"))
 PYPI = "https://pypi.org/simple"
 VERSIONS = ("v1.9.4", "v1.10.1", "dev")
+# The installers' own lock (real-locks/tools.txt): uv at the product's pin (sdfleet_uv_package, the fleet default),
+# without dependencies; the fixture's index serves it beside the versions' sets.
+TOOLS = "tools"
+LOCKS = VERSIONS + (TOOLS,)
+PRODUCT_DEFAULTS = REPO_ROOT / "roles" / "sdfleet" / "defaults" / "main.yml"
 EXTENSIONS = ("sd-dynamic-prompts-v2.9.1.tar.gz",)
 BUILD_PINS = ("setuptools==69.5.1", "wheel")  # CLIP's setup.py imports pkg_resources (gone in setuptools 81)
 
@@ -129,6 +134,26 @@ def write_lock(version: str) -> Path:
     return path
 
 
+def uv_requirement() -> str:
+    """The product's uv pin (sdfleet_uv_package in the sdfleet role's defaults: its one owner)."""
+    import yaml  # the toolchain's (Ansible's) dependency
+
+    return str(yaml.safe_load(PRODUCT_DEFAULTS.read_text())["sdfleet_uv_package"])
+
+
+def write_tools_lock() -> Path:
+    """Resolve the installers' pins on PyPI (no dependencies: uv is one static binary) and write their lock."""
+    pin = uv_requirement()
+    path = LOCK_DIR / f"{TOOLS}.txt"
+    header = ("# The installers' wheels on x86_64 Linux (PyPI), in pip's hash-checking format.\n"
+              "# Written by molecule/_shared/mirror/real_wheels.py lock (make wheels-lock); do not edit.\n"
+              f"# Inputs: {pin} (--no-deps; roles/sdfleet/defaults/main.yml sdfleet_uv_package)\n")
+    body = "".join(f"{name}=={ver} --hash=sha256:{sha}\n" for name, ver, sha in resolve([pin], no_deps=True))
+    LOCK_DIR.mkdir(exist_ok=True)
+    path.write_text(header + body)
+    return path
+
+
 def locked(version: str) -> list[tuple[str, str, str]]:
     """[(name, version, sha256)] of a lock file."""
     pins = []
@@ -140,7 +165,7 @@ def locked(version: str) -> list[tuple[str, str, str]]:
     return pins
 
 
-def fetch(versions: tuple[str, ...] = VERSIONS) -> None:
+def fetch(versions: tuple[str, ...] = LOCKS) -> None:
     """Download every locked file into the cache (files already there are reused, hashes always checked)."""
     dest = wheels_dir()
     dest.mkdir(parents=True, exist_ok=True)
@@ -160,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lock":
         for version in VERSIONS:
             print(f"locked {write_lock(version)}")
+        print(f"locked {write_tools_lock()}")
     else:
         fetch()
         print(f"fetched into {wheels_dir()}")

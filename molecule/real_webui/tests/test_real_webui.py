@@ -271,8 +271,32 @@ def test_everything_came_from_the_hosts_only_working_source(host):
     origin = host.check_output(f"git -C {CHECKOUT} config --get remote.origin.url")
     assert origin.startswith(base + "/"), origin
     install = host.file("/var/log/sd-webui/install.log").content_string
-    assert "Installing clip" in install and "Installing open_clip" in install
+    assert "Installing clip" in install  # the launcher, from the CLIP archive at the source above
+    if name(host) not in UV:  # with uv, the requirements file's open-clip-torch is there before the launcher looks
+        assert "Installing open_clip" in install
     assert "github.com" not in install
+
+
+# The hosts that install with sdfleet_webui_installer: uv (host_vars); the others with the launcher alone.
+UV = {"real-webui-v1101"}
+
+
+def test_the_installer_the_host_chose_installed_a_consistent_venv(host):
+    """uv (v1101) installs torch and the requirements before launch.py, which then installs neither; the launcher
+    alone (dev) installs both itself. Either way the venv holds the version's torch and pip finds nothing broken."""
+    install = host.file("/var/log/sd-webui/install.log").content_string
+    last_run = install[install.rindex("=== sdfleet webui_repo install run"):]
+    with_uv = ("Installing torch and torchvision with uv", "Installing requirements with uv")
+    if name(host) in UV:
+        assert all(line in last_run for line in with_uv), last_run[:3000]
+        assert "Installing torch and torchvision\n" not in last_run and "Installing requirements\n" not in last_run
+        assert host.file(f"{CHECKOUT}/venv/bin/uv").is_file
+    else:
+        assert not any(line in install for line in with_uv)
+        assert "Installing torch and torchvision\n" in install
+    torch = host.check_output(f"{CHECKOUT}/venv/bin/python -c 'import importlib.metadata as m; print(m.version(\"torch\"))'")
+    assert torch.split("+")[0] == VERSIONS[name(host)][1]
+    assert host.run(f"{CHECKOUT}/venv/bin/python -m pip check").rc == 0
 
 
 def test_runs_as_its_own_user(host):
