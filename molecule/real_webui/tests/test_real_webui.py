@@ -297,6 +297,9 @@ def test_the_installer_the_host_chose_installed_a_consistent_venv(host):
     torch = host.check_output(f"{CHECKOUT}/venv/bin/python -c 'import importlib.metadata as m; print(m.version(\"torch\"))'")
     assert torch.split("+")[0] == VERSIONS[name(host)][1]
     assert host.run(f"{CHECKOUT}/venv/bin/python -m pip check").rc == 0
+    # compiled at install (pip does; uv with --compile-bytecode): the unit keeps the venv read-only at start
+    cached = host.run(f"ls {CHECKOUT}/venv/lib/python3*/site-packages/torch/__pycache__/").stdout
+    assert "__init__.cpython-" in cached, cached[:500]
 
 
 def test_runs_as_its_own_user(host):
