@@ -591,6 +591,12 @@ def bare_install(lines: list[str]) -> tuple[float, str]:
     return took, out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
+def venv_packages() -> dict[str, str]:
+    """{name: version} of what the real host's webui venv holds (pip list)."""
+    listed = in_host(f"{WEBUI_VENV}/bin/python -m pip list --format=json --disable-pip-version-check").stdout
+    return {p["name"]: p["version"] for p in json.loads(listed)}
+
+
 def real_converge(installer: str) -> tuple[float, float | None]:
     """A fresh real host converged with `installer`: (the converge's seconds, its install run's seconds or None)."""
     bring_up([REAL_HOST.removeprefix("sdfleet-bench-")], mirror=True, fixture=REAL_FIXTURE)
@@ -608,9 +614,8 @@ def section_real(_: argparse.Namespace) -> list[Goal]:
     took, install = real_converge("launcher")
     if install is None:
         print(f"(6) real webui: converged in {took:.1f} s, yet profile_tasks shows no install task")
-        return [Goal("real", None, note="no install task in the TASKS RECAP"), Goal("real_uv", None, note="-")]
-    listed = in_host(f"{WEBUI_VENV}/bin/python -m pip list --format=json --disable-pip-version-check").stdout
-    installed = {p["name"]: p["version"] for p in json.loads(listed)}
+        return [Goal("real", None, note="no install task in the TASKS RECAP"), Goal("real_uv", None, note="no bare install to compare with")]
+    installed = venv_packages()
     lines, not_installed, not_locked, moved = bare_requirements((REAL_LOCKS / f"{REAL_VERSION}.txt").read_text(),
                                                                 installed)
     bare, last = bare_install(lines)
@@ -626,8 +631,7 @@ def section_real(_: argparse.Namespace) -> list[Goal]:
     took_uv, install_uv = real_converge("uv")
     if install_uv is None:
         return goals + [Goal("real_uv", None, note="no install task in the TASKS RECAP")]
-    listed = in_host(f"{WEBUI_VENV}/bin/python -m pip list --format=json --disable-pip-version-check").stdout
-    with_uv = {p["name"]: p["version"] for p in json.loads(listed)}
+    with_uv = venv_packages()
     differ = [f"{n} {installed.get(n, '-')} / {with_uv.get(n, '-')}"
               for n in sorted(set(installed) | set(with_uv)) if installed.get(n) != with_uv.get(n)]
     print(f"(6) the same host again with sdfleet_webui_installer: uv: converged in {took_uv:.1f} s; its install run"

@@ -31,6 +31,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import yaml  # the toolchain's (Ansible's) dependency
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[2]
 sys.path.insert(0, str(REPO_ROOT / "collections"))
@@ -123,35 +125,34 @@ def resolve(requirements: list[str], no_deps: bool = False) -> list[tuple[str, s
 def write_lock(version: str) -> Path:
     """Resolve `version`'s set on PyPI and write its lock file."""
     reqs, xformers = version_inputs(version)
-    pins = resolve(reqs) + resolve([xformers], no_deps=True)
-    LOCK_DIR.mkdir(exist_ok=True)
-    path = LOCK_DIR / f"{version}.txt"
-    header = (f"# The real webui {version}'s wheel set on CPython 3.11 x86_64 (PyPI), in pip's hash-checking format.\n"
+    return write_lock_file(version, f"The real webui {version}'s wheel set on CPython 3.11 x86_64 (PyPI)",
+                           f"{' '.join(reqs)}; {xformers} (--no-deps)",
+                           resolve(reqs) + resolve([xformers], no_deps=True))
+
+
+def write_lock_file(name: str, what: str, inputs: str, pins: list[tuple[str, str, str]]) -> Path:
+    """real-locks/<name>.txt: a three-line header (what it is, who writes it, its inputs), then one pin per line."""
+    header = (f"# {what}, in pip's hash-checking format.\n"
               "# Written by molecule/_shared/mirror/real_wheels.py lock (make wheels-lock); do not edit.\n"
-              f"# Inputs: {' '.join(reqs)}; {xformers} (--no-deps)\n")
-    body = "".join(f"{name}=={ver} --hash=sha256:{sha}\n" for name, ver, sha in pins)
+              f"# Inputs: {inputs}\n")
+    body = "".join(f"{pin}=={ver} --hash=sha256:{sha}\n" for pin, ver, sha in pins)
+    LOCK_DIR.mkdir(exist_ok=True)
+    path = LOCK_DIR / f"{name}.txt"
     path.write_text(header + body)
     return path
 
 
 def uv_requirement() -> str:
     """The product's uv pin (sdfleet_uv_package in the sdfleet role's defaults: its one owner)."""
-    import yaml  # the toolchain's (Ansible's) dependency
-
     return str(yaml.safe_load(PRODUCT_DEFAULTS.read_text())["sdfleet_uv_package"])
 
 
 def write_tools_lock() -> Path:
     """Resolve the installers' pins on PyPI (no dependencies: uv is one static binary) and write their lock."""
     pin = uv_requirement()
-    path = LOCK_DIR / f"{TOOLS}.txt"
-    header = ("# The installers' wheels on x86_64 Linux (PyPI), in pip's hash-checking format.\n"
-              "# Written by molecule/_shared/mirror/real_wheels.py lock (make wheels-lock); do not edit.\n"
-              f"# Inputs: {pin} (--no-deps; roles/sdfleet/defaults/main.yml sdfleet_uv_package)\n")
-    body = "".join(f"{name}=={ver} --hash=sha256:{sha}\n" for name, ver, sha in resolve([pin], no_deps=True))
-    LOCK_DIR.mkdir(exist_ok=True)
-    path.write_text(header + body)
-    return path
+    return write_lock_file(TOOLS, "The installers' wheels on x86_64 Linux (PyPI)",
+                           f"{pin} (--no-deps; roles/sdfleet/defaults/main.yml sdfleet_uv_package)",
+                           resolve([pin], no_deps=True))
 
 
 def locked(version: str) -> list[tuple[str, str, str]]:
