@@ -160,6 +160,20 @@ def recap_changed(output: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
 
 
+def task_headers(output: str) -> int:
+    """How many task headers (``TASK [...]``) a playbook's output holds: the tasks Ansible went through, skipped ones
+    included, all hosts at once."""
+    return len(re.findall(r"^TASK \[", output, re.M))
+
+
+def recap_counts(output: str) -> dict[str, dict[str, int]]:
+    """{host: {ok, changed, skipped, ...}} from the last PLAY RECAP."""
+    counts: dict[str, dict[str, int]] = {}
+    for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
+        counts[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
+    return counts
+
+
 _PROFILE_LINE = re.compile(r"^(?P<name>.+?) -*\s(?P<secs>\d+\.\d{2})s$")
 
 
@@ -373,12 +387,16 @@ def section_converge(_: argparse.Namespace) -> list[Goal]:
     print(f"(1) first converge, 3 GPU hosts + mirror: {t3:7.1f} s   upstream {mib(b3_mirror)}")
     print(f"    {goal_line(first)}")
     s_before = setup_seconds(inv3)
-    t_re, changed_re, _ = play(inv3, "site.yml")
+    t_re, changed_re, out_re = play(inv3, "site.yml")
     s_after = setup_seconds(inv3)
     s_mean = (s_before + s_after) / 2
     noop = Goal("noop", ratio(t_re, s_mean))
     print(f"(2) idempotent re-run, 3 hosts:           {t_re:7.1f} s   = {t_re / t3:.2f} of the first converge;"
           f" changed={changed_re}")
+    per_host = recap_counts(out_re)
+    print(f"    {task_headers(out_re)} task headers; per host ok/skipped: "
+          + ", ".join(f"{h.removeprefix('sdfleet-bench-')} {c.get('ok', 0)}/{c.get('skipped', 0)}"
+                      for h, c in per_host.items()))
     print(f"(2) ansible -m setup, 3 hosts + mirror:   {s_before:7.1f} s before the re-run, {s_after:.1f} s after")
     print(f"    {goal_line(noop)}")
     print(f"    full run: {full_run_seconds(inv3):.1f} s (-e sdfleet_full_run=true: every role runs every task)")

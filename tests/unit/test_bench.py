@@ -65,6 +65,20 @@ def test_recap_changed_sums_the_last_recap_only() -> None:
     assert bench.recap_changed(earlier + PLAYBOOK_OUTPUT) == 3
 
 
+def test_task_headers_counts_each_task_once() -> None:
+    assert bench.task_headers(PLAYBOOK_OUTPUT) == 1
+    assert bench.task_headers(PLAYBOOK_OUTPUT + "TASK [b] ***\nskipping: [x]\nTASK [c : d] ***\n") == 3
+    assert bench.task_headers("  TASK [indented, not a header] ***\n") == 0
+
+
+def test_recap_counts_reads_each_host_of_the_last_recap() -> None:
+    counts = bench.recap_counts("PLAY RECAP ***\nold : ok=9 changed=9\n\n" + PLAYBOOK_OUTPUT)
+    assert set(counts) == {"sdfleet-bench-mid", "sdfleet-bench-small", "localhost"}
+    assert counts["sdfleet-bench-small"]["skipped"] == 41
+    assert counts["sdfleet-bench-mid"] == {"ok": 120, "changed": 2, "unreachable": 0, "failed": 0, "skipped": 40,
+                                           "rescued": 0, "ignored": 0}
+
+
 def test_profile_durations_reads_the_tasks_recap() -> None:
     durations = bench.profile_durations(PLAYBOOK_OUTPUT)
     assert durations["webui_repo : Start launch.py --exit (torch, sub-repos, requirements)"] == pytest.approx(2.06)
