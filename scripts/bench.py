@@ -155,11 +155,6 @@ def ratio(num: float, den: float) -> float:
     return num / den if den else float("inf")
 
 
-def recap_changed(output: str) -> int:
-    """The changed count summed over the hosts of the last PLAY RECAP."""
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
-
-
 def task_headers(output: str) -> int:
     """How many task headers (``TASK [...]``) a playbook's output holds: the tasks Ansible went through, skipped ones
     included, all hosts at once."""
@@ -172,6 +167,11 @@ def recap_counts(output: str) -> dict[str, dict[str, int]]:
     for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output.split("PLAY RECAP")[-1], re.M):
         counts[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
     return counts
+
+
+def recap_changed(output: str) -> int:
+    """The changed count summed over the hosts of the last PLAY RECAP."""
+    return sum(host.get("changed", 0) for host in recap_counts(output).values())
 
 
 _PROFILE_LINE = re.compile(r"^(?P<name>.+?) -*\s(?P<secs>\d+\.\d{2})s$")
