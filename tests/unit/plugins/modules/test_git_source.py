@@ -651,3 +651,74 @@ def test_module_refuses_bad_input_before_running_git(tmp_path):
               names=NAMES)
     assert res["failed"] and "not a valid git tag" in res["msg"]
     assert not log.exists() and not (tmp_path / "d").exists()
+
+
+# --- repositories: several lookups in one round trip -------------------------------------------------------------
+
+def test_repositories_pick_each_entry_in_order_in_one_call(tmp_path, bare, http_root):
+    dead = f"http://127.0.0.1:{free_port()}/git/repo.git"
+    out = run(tmp_path, timeout=5, repositories=[
+        {"name": "stable-diffusion-webui", "sources": [f"file://{bare}"], "ref": "v1.0"},
+        {"name": "BLIP_REPO", "sources": [dead, str(bare)]},
+        {"name": "CLIP_PACKAGE", "kind": "http", "sources": [f"{http_root}/missing.zip", f"{http_root}/a/x.zip"]},
+    ])
+    assert out.get("failed") is not True and out["changed"] is False, out
+    assert [r["name"] for r in out["results"]] == ["stable-diffusion-webui", "BLIP_REPO", "CLIP_PACKAGE"]
+    assert [(r["source"], r["index"]) for r in out["results"]] == [
+        (f"file://{bare}", 0), (str(bare), 1), (f"{http_root}/a/x.zip", 1)]
+    # the tag's commit as a single lookup of the same ref advertises it; none for an unchecked ref
+    single = run(tmp_path, sources=[f"file://{bare}"], ref="v1.0")
+    assert out["results"][0]["commit"] == single["commit"] == git("rev-parse", "v1.0^{commit}", cwd=bare)
+    assert out["results"][1]["commit"] == "" and out["results"][2]["tried"][0]["reason"] == "HTTP 404"
+
+
+def test_repositories_name_every_entry_without_a_source_in_one_failure(tmp_path, bare):
+    dead = f"http://ci:{TOKEN}@127.0.0.1:{free_port()}/git/repo.git"
+    out = run(tmp_path, repositories=[
+        {"name": "BLIP_REPO", "sources": [dead], "names": {"sources": "webui_repo_subrepos[0].sources"}},
+        {"name": "k-diffusion", "sources": [str(bare)]},
+        {"name": "extension tagcomplete", "sources": [str(bare)], "ref": "v9.9"},
+    ])
+    assert out["failed"] is True
+    msg = out["msg"]
+    assert msg.startswith("No source of BLIP_REPO (webui_repo_subrepos[0].sources) answered (1 tried, in order): 1. ")
+    assert "No source of extension tagcomplete answered (1 tried, in order)" in msg and "'v9.9'" in msg
+    assert "k-diffusion" not in msg and out["results"][1]["source"] == str(bare)
+    assert TOKEN not in json.dumps(out)
+
+
+def test_repositories_check_every_entry_before_probing_any(tmp_path):
+    fake, log = argv_logging_git(tmp_path)
+    out = run(tmp_path, git=str(fake), repositories=[
+        {"name": "ok", "sources": ["https://x.invalid/r.git"]},
+        {"name": "BLIP_REPO", "sources": ["--upload-pack=sh"], "names": {"sources": "webui_repo_subrepos[1].sources"}},
+    ])
+    assert out["failed"] and out["refused"] is True
+    assert "webui_repo_subrepos[1].sources[0] = '--upload-pack=sh' starts with '-'" in out["msg"]
+    assert not log.exists()
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({"name": "x", "sources": ["a"], "dest": "/opt/x"}, "unknown keys ['dest']"),
+    ({"name": "x", "sources": ["a"], "kind": "svn"}, "kind = 'svn'"),
+])
+def test_repositories_refuse_an_entry_the_module_cannot_probe(tmp_path, entry, problem):
+    """The role's own list (not an input): refused all the same, but not a catalogued input."""
+    out = run(tmp_path, repositories=[entry])
+    assert out["failed"] and out["refused"] is True and problem in out["msg"] and "Fix:" in out["msg"]
+
+
+def test_repositories_with_a_checkout_are_refused(tmp_path, bare):
+    out = run(tmp_path, repositories=[{"name": "x", "sources": [str(bare)]}], dest=str(tmp_path / "d"))
+    assert out["failed"] and "dest must be empty" in out["msg"] and not (tmp_path / "d").exists()
+
+
+def test_repositories_probe_side_by_side(tmp_path, bare):
+    """Four lookups run at once: every probe has started before the first one ends (each holds for 2 s)."""
+    fake, log = tmp_path / "slowgit", tmp_path / "probes.log"
+    fake.write_text(f'#!/bin/sh\necho start >> {log}\nsleep 2\necho end >> {log}\nexec git "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    out = run(tmp_path, git=str(fake), repositories=[{"name": f"r{i}", "sources": [str(bare)]} for i in range(4)])
+    assert [r["source"] for r in out["results"]] == [str(bare)] * 4, out
+    events = log.read_text().split()
+    assert events[:4] == ["start"] * 4 and events.count("end") == 4, events

@@ -33,10 +33,23 @@ author:
   - sdfleet contributors
 options:
   sources:
-    description: Git (or, with I(kind=http), file) URLs in order of preference. Empty strings are ignored.
+    description:
+      - Git (or, with I(kind=http), file) URLs in order of preference. Empty strings are ignored.
+      - Required unless I(repositories) is given.
     type: list
     elements: str
-    required: true
+    default: []
+  repositories:
+    description:
+      - Several lookups in one round trip (read-only; I(dest) must be empty), probed side by side. Each entry has
+        its own C(name), C(sources), C(ref) (default empty), C(kind) (default C(git)) and C(names) (how its
+        refusals name its inputs); I(timeout) and the proxies apply to all. The top-level I(sources), I(name),
+        I(ref), I(kind) and I(names) are not used then.
+      - Every entry's inputs are checked before any probe runs. When some entry has no source that answers, the
+        task fails with one message per such entry (each as a single lookup's), and C(results) holds the others.
+    type: list
+    elements: dict
+    default: []
   name:
     description: What the sources are for, used in the failure message.
     type: str
@@ -137,6 +150,15 @@ EXAMPLES = r"""
             force: webui_repo_force}
   no_log: true
 
+- name: Pick the sources of a sub-repository and of a file in one round trip
+  sdfleet.toolkit.git_source:
+    repositories:
+      - {name: BLIP_REPO, sources: ["http://mirror.lan:8080/git/BLIP.git", "https://github.com/salesforce/BLIP.git"]}
+      - name: CLIP_PACKAGE
+        kind: http
+        sources: ["http://mirror.lan:8080/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip"]
+  register: picked   # picked.results[0].source, picked.results[1].source
+
 - name: Pick the CLIP archive (fleet mirror first)
   sdfleet.toolkit.git_source:
     name: CLIP_PACKAGE
@@ -146,6 +168,12 @@ EXAMPLES = r"""
       - https://github.com/openai/CLIP/archive/d50d76daa670286dd6cacf3bcd80b5e4823fc8e1.zip
 """
 RETURN = r"""
+results:
+  description: With I(repositories), one record per entry, in order, C({name, source, index, tried, commit}) as a
+    single lookup returns them (C(source) and C(index) absent for an entry no source of which answered).
+  returned: when repositories is set
+  type: list
+  elements: dict
 source:
   description: The URL that answered, without credentials (safe to store and show).
   returned: success
@@ -194,6 +222,7 @@ untracked:
 """
 
 import base64
+import concurrent.futures
 import os
 import re
 import shutil
@@ -664,11 +693,54 @@ def checkout(url: str, params: Mapping[str, Any], env: dict[str, str], check_mod
     return {"changed": True, "before": before, "after": target, "restored": restored}
 
 
+LOOKUP_KEYS = ("name", "sources", "ref", "kind", "names")
+
+
+def lookup_params(params: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of one entry of ``repositories``: the entry's own lookup keys over the shared ones (timeout,
+    proxies, git), read-only (no dest)."""
+    unknown = sorted(set(entry) - set(LOOKUP_KEYS))
+    if unknown:
+        raise Refused(f"repositories entry {entry.get('name', '?')!r} has unknown keys {unknown}: "
+                      f"Fix: give only {', '.join(LOOKUP_KEYS)}.")
+    kind = entry.get("kind") or "git"
+    if kind not in ("git", "http"):
+        raise Refused(f"repositories entry {entry.get('name', '?')!r}: kind = {kind!r}. Fix: use git or http.")
+    return {**params, "name": str(entry.get("name") or "repository"), "sources": list(entry.get("sources") or []),
+            "ref": str(entry.get("ref") or ""), "kind": kind, "names": dict(entry.get("names") or {}), "dest": ""}
+
+
+def pick(params: Mapping[str, Any], env: dict[str, str]) -> tuple[dict[str, Any], Optional[str]]:
+    """Probe one lookup: its result record and, when no source answered, the failure message."""
+    sources = [s.strip() for s in params["sources"] if s and s.strip()]
+    tried = choose(sources, params["ref"], env, params["timeout"], params["git"], kind=params["kind"])
+    result: dict[str, Any] = {"name": params["name"], "tried": [asdict(p) for p in tried], "commit": ""}
+    if not tried[-1].ok:
+        return result, failure_message(params["name"], tried, _label(params["names"], "sources")
+                                       if params["names"] else "")
+    url = sources[len(tried) - 1]
+    result.update(source=git_url(url) if params["kind"] == "git" else strip_credentials(url), index=len(tried) - 1,
+                  commit=tried[-1].commit)
+    return result, None
+
+
+def pick_all(params: Mapping[str, Any], env: dict[str, str], workers: int = 8) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every entry of ``repositories``, inputs checked first (Refused before any probe), then probed side by side:
+    the records in order and the failure messages in order."""
+    lookups = [lookup_params(params, entry) for entry in params["repositories"]]
+    for lookup in lookups:
+        check_inputs(lookup)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(lookups)))) as pool:
+        picked = list(pool.map(lambda lookup: pick(lookup, env), lookups))
+    return [record for record, _ in picked], [msg for _, msg in picked if msg]
+
+
 def main() -> None:
     """Module entry point."""
     module = AnsibleModule(
         argument_spec={
-            "sources": {"type": "list", "elements": "str", "required": True},
+            "sources": {"type": "list", "elements": "str", "default": []},
+            "repositories": {"type": "list", "elements": "dict", "default": []},
             "name": {"type": "str", "default": "repository"},
             "ref": {"type": "str", "default": ""},
             "timeout": {"type": "int", "default": 30},
@@ -693,12 +765,25 @@ def main() -> None:
     def fail(**kwargs: Any) -> None:
         module.fail_json(invocation=invocation, **redact_value(kwargs))
 
+    env = probe_env(dict(os.environ), params["http_proxy"], params["https_proxy"], params["no_proxy"])
+    if params["repositories"]:
+        if params["dest"]:
+            fail(msg="repositories only probes: dest must be empty. Fix: check out one repository per task.",
+                 refused=True, results=[])
+        # urllib (kind http) reads the proxies from the environment
+        os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
+        try:
+            results, failures = pick_all(params, env)
+        except Refused as exc:
+            fail(msg=str(exc.args[0]), refused=True, results=[])
+        if failures:
+            fail(msg=" ".join(failures), results=results)
+        module.exit_json(invocation=invocation, changed=False, **redact_value({"results": results}))
     try:
         check_inputs(params)
     except Refused as exc:
         fail(msg=str(exc.args[0]), refused=True, tried=[])
     sources = [s.strip() for s in params["sources"] if s and s.strip()]
-    env = probe_env(dict(os.environ), params["http_proxy"], params["https_proxy"], params["no_proxy"])
     if params["kind"] == "http":
         os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
     tried = choose(sources, params["ref"], env, params["timeout"], params["git"], kind=params["kind"])
