@@ -401,6 +401,42 @@ def test_a_rerun_skips_what_is_current_and_repairs_drift():
     assert "runs every task" not in out and all(_count(recap[h], "changed") == 0 for h in INSTANCES), out[-4000:]
 
 
+def test_base_and_models_reruns_skip_what_is_current_and_repair_drift():
+    """The base and models stages on the converged fleet find python and webui_models current (one probe each, no
+    install, check or placing task ran, changed=0; each publishes the sdfleet_python and sdfleet_models it recorded,
+    the same as the run before). A model removed by hand (small) and a system library
+    removed with dpkg (mid) are each named as the reason, put back (the same sha256; the package installed), and
+    the run after that is current again."""
+    gpus = {h: testinfra.get_host(f"docker://{h}") for h in INSTANCES}
+    stages = ("--tags", "base,models", "-v")
+    _run_site(*stages)  # whatever ran before records
+    out, recap = _run_site(*stages)
+    said = " ".join(out.split())  # the callback's YAML folds long lines
+    assert "python runs every task" not in said and "webui_models runs every task" not in said, out[-4000:]
+    for task in ("python : Install the packages (apt)", "python : Check that the interpreter runs",
+                 "webui_models : Check the models already in place", "webui_models : Describe the models in place"):
+        assert not re.search(rf"TASK \[{re.escape(task)}[^\n]*\n(ok|changed): ", out), (task, out[-4000:])
+    assert all(_count(recap[h], "changed") == 0 for h in INSTANCES), recap
+    for task in ("python : Publish sdfleet_python as the last run checked it",
+                 "webui_models : Publish sdfleet_models as the last run described them"):
+        published = re.findall(rf"TASK \[{re.escape(task)}[^\n]*\n((?:ok: \[site-\w+\][^\n]*\n(?: [^\n]*\n)*)+)", out)
+        assert published and all(f"ok: [{h}]" in published[0] for h in INSTANCES), (task, out[-4000:])
+    vae = "/opt/sd-webui/models/VAE/tiny-vae.safetensors"
+    sha = PINS["files"]["tiny-vae.safetensors"]["sha256"]
+    assert gpus["site-small"].run(f"rm {vae}").rc == 0
+    assert gpus["site-mid"].run("dpkg --remove bc").rc == 0
+    out, recap = _run_site(*stages)
+    said = " ".join(out.split())  # the callback's YAML folds long lines
+    assert f"webui_models runs every task: {vae}: missing" in said, out[-4000:]
+    assert re.search(r"python runs every task: \$ dpkg-query .*?: (output|exit status) changed", said), out[-4000:]
+    assert gpus["site-small"].run(f"sha256sum {vae}").stdout.split()[0] == sha
+    assert gpus["site-mid"].package("bc").is_installed
+    assert _count(recap["site-small"], "changed") > 0 and _count(recap["site-mid"], "changed") > 0, recap
+    out, recap = _run_site(*stages)
+    assert "runs every task" not in " ".join(out.split()), out[-4000:]
+    assert all(_count(recap[h], "changed") == 0 for h in INSTANCES), recap
+
+
 def test_a_mirror_rerun_only_updates_git_and_repairs_a_lost_model():
     """The mirror stage on a current mirror updates the git mirrors (upstream may have moved) and skips the rest;
     a model file gone from the served tree makes it run every task, which downloads it again (same sha256)."""
