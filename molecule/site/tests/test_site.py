@@ -437,6 +437,27 @@ def test_base_and_models_reruns_skip_what_is_current_and_repair_drift():
     assert all(_count(recap[h], "changed") == 0 for h in INSTANCES), recap
 
 
+def test_a_run_limited_to_another_stage_records_no_role_it_left_out():
+    """git's and python's inputs moved (-e) in a run limited with --tags to the report: their probes see it and their
+    includes run, but the tags leave out their install and configure tasks, so neither may record the host as
+    current (the next run of their stage would skip the work). That run then names the inputs as the reason and
+    applies them (git removes the prompt setting); the run back to the inventory's values puts it back."""
+    gpus = {h: testinfra.get_host(f"docker://{h}") for h in INSTANCES}
+    profile = "/etc/profile.d/sdfleet-git.sh"
+    moved = json.dumps({"git_disable_terminal_prompt": False, "python_extra_packages": ["bc"]})
+    _run_site("--tags", "report", "-e", moved)
+    assert all(g.file(profile).exists for g in gpus.values())
+    out, _ = _run_site("--tags", "base", "-e", moved, "-v")
+    said = " ".join(out.split())  # the callback's YAML folds long lines
+    assert "git runs every task: the inputs changed" in said, out[-4000:]
+    assert "python runs every task: the inputs changed" in said, out[-4000:]
+    assert not any(g.file(profile).exists for g in gpus.values())
+    out, recap = _run_site("--tags", "base", "-v")
+    assert "git runs every task: the inputs changed" in " ".join(out.split()), out[-4000:]
+    assert all(g.file(profile).exists for g in gpus.values())
+    assert all(_count(recap[h], "changed") > 0 for h in INSTANCES), recap
+
+
 def test_a_mirror_rerun_only_updates_git_and_repairs_a_lost_model():
     """The mirror stage on a current mirror updates the git mirrors (upstream may have moved) and skips the rest;
     a model file gone from the served tree makes it run every task, which downloads it again (same sha256)."""
