@@ -309,10 +309,15 @@ def _label(names: Mapping[str, Any], key: str) -> str:
     return str(names.get(key) or key)
 
 
+def listed(sources: Sequence[str]) -> list[str]:
+    """The sources given, stripped, empty ones left out."""
+    return [s.strip() for s in sources if s and s.strip()]
+
+
 def check_inputs(params: Mapping[str, Any]) -> None:
     """Raise :class:`Refused` for an input no git run should see (nothing has run yet)."""
     names = params.get("names") or {}
-    sources = [s.strip() for s in params["sources"] if s and s.strip()]
+    sources = listed(params["sources"])
     src = _label(names, "sources")
     if not sources:
         raise Refused(f"{src} lists no source of {params['name']} (got {redact_value(params['sources'])}). "
@@ -711,8 +716,9 @@ def lookup_params(params: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[s
 
 
 def pick(params: Mapping[str, Any], env: dict[str, str]) -> tuple[dict[str, Any], Optional[str]]:
-    """Probe one lookup: its result record and, when no source answered, the failure message."""
-    sources = [s.strip() for s in params["sources"] if s and s.strip()]
+    """Probe one lookup: its result record (``{name, tried, commit}``, with ``source`` and ``index`` when a source
+    answered) and, when none did, the failure message."""
+    sources = listed(params["sources"])
     tried = choose(sources, params["ref"], env, params["timeout"], params["git"], kind=params["kind"])
     result: dict[str, Any] = {"name": params["name"], "tried": [asdict(p) for p in tried], "commit": ""}
     if not tried[-1].ok:
@@ -766,12 +772,13 @@ def main() -> None:
         module.fail_json(invocation=invocation, **redact_value(kwargs))
 
     env = probe_env(dict(os.environ), params["http_proxy"], params["https_proxy"], params["no_proxy"])
+    if params["repositories"] or params["kind"] == "http":
+        # urllib (kind http) reads the proxies from the environment
+        os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
     if params["repositories"]:
         if params["dest"]:
             fail(msg="repositories only probes: dest must be empty. Fix: check out one repository per task.",
                  refused=True, results=[])
-        # urllib (kind http) reads the proxies from the environment
-        os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
         try:
             results, failures = pick_all(params, env)
         except Refused as exc:
@@ -783,19 +790,12 @@ def main() -> None:
         check_inputs(params)
     except Refused as exc:
         fail(msg=str(exc.args[0]), refused=True, tried=[])
-    sources = [s.strip() for s in params["sources"] if s and s.strip()]
-    if params["kind"] == "http":
-        os.environ.update({k: v for k, v in env.items() if k.lower().endswith("_proxy")})
-    tried = choose(sources, params["ref"], env, params["timeout"], params["git"], kind=params["kind"])
-    records = [asdict(p) for p in tried]
-    if not tried[-1].ok:
-        fail(msg=failure_message(params["name"], tried, _label(params["names"], "sources")
-                                 if params["names"] else ""), tried=records)
-    url = sources[len(tried) - 1]
-    result: dict[str, Any] = {"changed": False, "source": git_url(url) if params["kind"] == "git"
-                              else strip_credentials(url), "index": len(tried) - 1, "tried": records,
-                              "commit": tried[-1].commit}
+    record, failure = pick(params, env)
+    if failure:
+        fail(msg=failure, tried=record["tried"])
+    result: dict[str, Any] = {"changed": False, **{k: record[k] for k in ("source", "index", "tried", "commit")}}
     if params["dest"] and params["kind"] == "git":
+        url = listed(params["sources"])[record["index"]]  # the winner as given (its credentials go to git's env)
         try:
             result.update(checkout(url, params, env, module.check_mode))
         except Refused as exc:
